@@ -1,0 +1,1 @@
+"""The thin library users import (re-exported as `zray`)."""

@@ -1,0 +1,394 @@
+"""The core client: one per driver or worker process, talking to its raylet.
+
+Blocking and single-threaded by design (no I/O thread between user code and
+the socket): results the raylet pushes are collected whenever the process
+waits for anything, so a submit costs one non-blocking send.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import zmq
+
+from zray.client.object_ref import ObjectRef, set_tracker
+from zray.client.store import read_object, write_object
+from zray.common import serialization, wire
+from zray.common.errors import (
+    ConnectionFailedError,
+    GetTimeoutError,
+    ObjectStoreFullError,
+    RequestError,
+    TaskError,
+    ZrayError,
+)
+from zray.common.ids import JobID, TaskID, return_object_hex
+from zray.common.messages.base import ErrorReply, Message
+from zray.common.messages.raylet import (
+    RAYLET_TO_CLIENT,
+    CancelTask,
+    ClientRegistered,
+    CreateObject,
+    DisconnectClient,
+    ExecuteTask,
+    ExitWorker,
+    GetObjects,
+    ObjectCreated,
+    ObjectsReady,
+    PutObject,
+    RegisterClient,
+    ReleaseObjects,
+    SubmitTask,
+    WorkerBlocked,
+    WorkerUnblocked,
+)
+from zray.common.messages.task import ArgSpec, ObjectLoc, TaskSpec
+from zray.common.sockets import configure
+from zray.services.gcs.client import GcsClient
+
+log = logging.getLogger(__name__)
+
+_PROTOCOL = wire.Protocol("raylet-client", RAYLET_TO_CLIENT)
+PUT_FLAG = 0x8000_0000
+
+
+class _Result:
+    __slots__ = ("loc", "data")
+
+    def __init__(self, loc: ObjectLoc, data: Any) -> None:
+        self.loc = loc
+        self.data = data
+
+
+class CoreClient:
+    def __init__(self, raylet_address: str, worker_id: bytes, is_driver: bool,
+                 job_id: JobID | None = None, connect_timeout: float = 30.0) -> None:
+        self.worker_id = worker_id
+        self.is_driver = is_driver
+        self.ctx: zmq.Context[Any] = zmq.Context.instance()
+        self.sock = configure(self.ctx.socket(zmq.DEALER), identity=worker_id)
+        self.sock.connect(raylet_address)
+        self.raylet_address = raylet_address
+        self.results: dict[str, _Result] = {}
+        self.ready: set[str] = set()
+        self.expected: set[str] = set()
+        self.fetch_requested: set[str] = set()
+        self.wait_requested: set[str] = set()
+        self.replies: dict[int, Message] = {}
+        self.tasks_inbox: list[tuple[Message, list[Any]]] = []
+        self.refcounts: dict[str, int] = {}
+        self.owned: set[str] = set()
+        self.to_release: list[str] = []
+        self.escaped: set[str] = set()
+        self.to_escape: list[str] = []
+        self.exported: set[str] = set()
+        self._next_req = 0
+        self.closed = False
+        reg = self._register(job_id, connect_timeout)
+        self.node_id = reg.node_id
+        self.job_id = JobID.from_hex(reg.job_id) if reg.job_id else None
+        self.session_dir = reg.session_dir
+        self.store_dir = reg.store_dir
+        self.log_address = reg.log_address
+        self.inline_limit = reg.inline_limit
+        self.gcs = GcsClient(reg.gcs_address, ctx=self.ctx)
+        self.current_task_id = TaskID.for_driver(self.job_id) if self.job_id else TaskID.nil()
+        self.current_function = "driver" if is_driver else ""
+        self.task_counter = 0
+        self.put_counter = 0
+        set_tracker(self)
+
+    # connection ----------------------------------------------------------
+    def _register(self, job_id: JobID | None, timeout: float) -> ClientRegistered:
+        reply = self.request(lambda r: RegisterClient(
+            req_id=r, worker_id=self.worker_id.hex(), pid=os.getpid(), is_driver=self.is_driver,
+            job_id=job_id.hex() if job_id else None), timeout=timeout, resend=True)
+        assert isinstance(reply, ClientRegistered)
+        return reply
+
+    def send(self, msg: Message, buffers: Sequence[Any] = ()) -> None:
+        self._flush_refs()
+        self.sock.send_multipart(wire.encode(msg, buffers), copy=False)
+
+    def request(self, build: Any, buffers: Sequence[Any] = (), timeout: float = 60.0,
+                resend: bool = False) -> Message:
+        self._next_req += 1
+        req_id = self._next_req
+        msg = build(req_id)
+        self.send(msg, buffers)
+        deadline = time.monotonic() + timeout
+        next_resend = time.monotonic() + 1.0
+        while req_id not in self.replies:
+            now = time.monotonic()
+            if now >= deadline:
+                raise ConnectionFailedError(
+                    f"raylet at {self.raylet_address} did not answer {msg.kind} within {timeout:.0f}s")
+            if resend and now >= next_resend:
+                self.send(msg, buffers)
+                next_resend = now + 1.0
+            self._pump(min(deadline, next_resend if resend else deadline) - now)
+        reply = self.replies.pop(req_id)
+        if isinstance(reply, ErrorReply):
+            if "object store full" in reply.error:
+                raise ObjectStoreFullError(reply.error.split(": ", 1)[-1])
+            raise RequestError(f"raylet refused {msg.kind}: {reply.error}")
+        return reply
+
+    def _pump(self, timeout: float | None) -> bool:
+        """Handle every message that arrives within `timeout` seconds; True if any did."""
+        ms = -1 if timeout is None else max(0, int(timeout * 1000))
+        if not self.sock.poll(ms):
+            return False
+        while True:
+            try:
+                frames = self.sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return True
+            self._handle(frames)
+
+    def _handle(self, frames: list[bytes]) -> None:
+        msg, bufs = _PROTOCOL.decode(frames)
+        if isinstance(msg, ObjectsReady):
+            for loc in msg.objects:
+                oid = loc.object_id
+                self.ready.add(oid)
+                self.expected.discard(oid)
+                if loc.buf >= 0 or loc.in_store:
+                    self.results[oid] = _Result(loc, bufs[loc.buf] if loc.buf >= 0 else None)
+        elif isinstance(msg, (ExecuteTask, ExitWorker)):
+            self.tasks_inbox.append((msg, bufs))
+        else:
+            self.replies[getattr(msg, "req_id", 0)] = msg
+
+    # references ----------------------------------------------------------
+    def add_ref(self, oid: str, owned: bool) -> None:
+        self.refcounts[oid] = self.refcounts.get(oid, 0) + 1
+        if owned:
+            self.owned.add(oid)
+
+    def remove_ref(self, oid: str) -> None:
+        # May run inside garbage collection at any point: only list appends here.
+        self.to_release.append(oid)
+
+    def _flush_refs(self) -> None:
+        if not self.to_release and not self.to_escape:
+            return
+        released = []
+        while self.to_release:
+            oid = self.to_release.pop()
+            count = self.refcounts.get(oid, 0) - 1
+            if count > 0:
+                self.refcounts[oid] = count
+                continue
+            self.refcounts.pop(oid, None)
+            self.results.pop(oid, None)
+            self.ready.discard(oid)
+            if oid in self.owned:
+                self.owned.discard(oid)
+                released.append(oid)
+        escaped, self.to_escape = self.to_escape, []
+        if released or escaped:
+            self.sock.send_multipart(wire.encode(
+                ReleaseObjects(object_ids=released, escaped=escaped)), copy=False)
+
+    def _note_escaped(self, refs: list[str]) -> None:
+        for oid in refs:
+            if oid not in self.escaped:
+                self.escaped.add(oid)
+                self.to_escape.append(oid)
+
+    # serialization helpers -----------------------------------------------
+    def serialize_value(self, value: Any) -> serialization.SerializedObject:
+        ser = serialization.serialize(value)
+        if ser.contained_refs:
+            self._note_escaped(ser.contained_refs)
+        return ser
+
+    def store_object(self, oid: str, ser: serialization.SerializedObject) -> ObjectLoc:
+        """Write an object into the node's store; returns its location."""
+        reply = self.request(lambda r: CreateObject(req_id=r, object_id=oid, size=ser.total_size))
+        assert isinstance(reply, ObjectCreated)
+        write_object(reply.path, ser)
+        return ObjectLoc(object_id=oid, size=ser.total_size, in_store=True,
+                         is_error=ser.kind == serialization.KIND_ERROR)
+
+    def put(self, value: Any) -> ObjectRef:
+        if isinstance(value, ObjectRef):
+            raise TypeError("put() of an ObjectRef is not allowed; pass the ref itself")
+        self.put_counter += 1
+        oid = self.current_task_id.hex() + f"{self.put_counter | PUT_FLAG:08x}"
+        ser = self.serialize_value(value)
+        ref = ObjectRef(oid, owned=True)
+        if ser.total_size > self.inline_limit:
+            loc = self.store_object(oid, ser)
+            self.send(PutObject(object_id=oid, size=loc.size, in_store=True))
+        else:
+            data = ser.to_bytes()
+            self.send(PutObject(object_id=oid, size=len(data), in_store=False), [data])
+            self.results[oid] = _Result(ObjectLoc(object_id=oid, size=len(data), buf=0), data)
+        self.ready.add(oid)
+        return ref
+
+    # tasks ---------------------------------------------------------------
+    def export_function(self, function_id: str, pickled: bytes) -> None:
+        if function_id in self.exported:
+            return
+        if self.gcs.get("functions", function_id) is None:
+            self.gcs.put("functions", function_id, pickled)
+        self.exported.add(function_id)
+
+    def submit(self, function_id: str, function_name: str, args: Sequence[Any],
+               kwargs: dict[str, Any], num_returns: int, resources: dict[str, float],
+               max_retries: int, retry_exceptions: bool, name: str | None) -> list[ObjectRef]:
+        self.task_counter += 1
+        task_id = TaskID.for_child(self.current_task_id, self.task_counter).hex()
+        specs: list[ArgSpec] = []
+        bufs: list[Any] = []
+        keep: list[ObjectRef] = []
+        items = [(None, a) for a in args] + list(kwargs.items())
+        for kw, value in items:
+            if isinstance(value, ObjectRef):
+                specs.append(ArgSpec(ref=value.hex(), kw=kw))
+                continue
+            ser = self.serialize_value(value)
+            if ser.total_size > self.inline_limit:
+                ref = self._put_serialized(ser)
+                keep.append(ref)
+                specs.append(ArgSpec(ref=ref.hex(), kw=kw))
+            else:
+                specs.append(ArgSpec(buf=len(bufs), kw=kw))
+                bufs.append(ser.to_bytes())
+        spec = TaskSpec(task_id=task_id, job_id=self.current_task_id.hex()[24:],
+                        parent_task_id=self.current_task_id.hex(), function_id=function_id,
+                        function_name=function_name, args=specs, num_returns=num_returns,
+                        resources=resources, max_retries=max_retries,
+                        retry_exceptions=retry_exceptions, owner=self.worker_id.hex(), name=name)
+        self.send(SubmitTask(spec=spec), bufs)
+        refs = []
+        for i in range(1, num_returns + 1):
+            oid = return_object_hex(task_id, i)
+            self.expected.add(oid)
+            refs.append(ObjectRef(oid, owned=True))
+        del keep  # the raylet pins them for the task now
+        return refs
+
+    def _put_serialized(self, ser: serialization.SerializedObject) -> ObjectRef:
+        self.put_counter += 1
+        oid = self.current_task_id.hex() + f"{self.put_counter | PUT_FLAG:08x}"
+        ref = ObjectRef(oid, owned=True)
+        loc = self.store_object(oid, ser)
+        self.send(PutObject(object_id=oid, size=loc.size, in_store=True))
+        self.ready.add(oid)
+        return ref
+
+    def cancel(self, ref: ObjectRef, force: bool) -> None:
+        self.send(CancelTask(task_id=ref.task_id(), force=force))
+
+    # get and wait --------------------------------------------------------
+    def _request_missing(self, oids: Sequence[str], fetch: bool) -> None:
+        asked = self.fetch_requested if fetch else self.wait_requested
+        have = self.results if fetch else self.ready
+        new = [o for o in dict.fromkeys(oids)
+               if o not in have and o not in self.expected and o not in asked]
+        if new:
+            asked.update(new)
+            self.send(GetObjects(object_ids=new, fetch=fetch))
+
+    def _wait_until(self, done: Any, timeout: float | None) -> bool:
+        if done():
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        blocked = False
+        if not self.is_driver:
+            self.send(WorkerBlocked())
+            blocked = True
+        try:
+            while not done():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._flush_refs()
+                self._pump(remaining if remaining is not None else 1.0)
+            return True
+        finally:
+            if blocked:
+                self.send(WorkerUnblocked())
+
+    def get(self, refs: Sequence[ObjectRef], timeout: float | None) -> list[Any]:
+        oids = [r.hex() for r in refs]
+        self._request_missing(oids, fetch=True)
+        results = self.results
+        if not self._wait_until(lambda: all(o in results for o in oids), timeout):
+            missing = sum(1 for o in oids if o not in results)
+            raise GetTimeoutError(f"get timed out after {timeout}s: {missing} of {len(oids)} "
+                                  f"objects not ready")
+        values = []
+        for oid in oids:
+            result = results[oid]
+            self.fetch_requested.discard(oid)
+            values.append(self._value(result))
+        return values
+
+    def _value(self, result: _Result) -> Any:
+        loc = result.loc
+        if loc.in_store:
+            kind, value = read_object(os.path.join(self.store_dir, loc.object_id), loc.size)
+        else:
+            kind, value = serialization.deserialize(result.data)
+        if kind == serialization.KIND_ERROR:
+            if isinstance(value, TaskError):
+                raise value.as_instanceof_cause()
+            if isinstance(value, BaseException):
+                raise value
+            raise ZrayError(f"object {loc.object_id} holds an error of unknown form: {value!r}")
+        return value
+
+    def raw_object(self, loc: ObjectLoc, bufs: list[Any]) -> Any:
+        """The bytes of an object given to a task, inline or mapped from the store."""
+        if loc.in_store:
+            from zray.client.store import map_object
+
+            return map_object(os.path.join(self.store_dir, loc.object_id), loc.size)
+        return bufs[loc.buf]
+
+    def wait(self, refs: Sequence[ObjectRef], num_returns: int, timeout: float | None,
+             fetch_local: bool) -> tuple[list[ObjectRef], list[ObjectRef]]:
+        oids = [r.hex() for r in refs]
+        self._request_missing(oids, fetch=fetch_local)
+        ready = self.ready if not fetch_local else self.results
+
+        def enough() -> bool:
+            return sum(1 for o in oids if o in ready or o in self.ready) >= num_returns
+
+        self._wait_until(enough, timeout)
+        done, pending = [], []
+        for ref in refs:
+            if (ref.hex() in self.ready or ref.hex() in ready) and len(done) < num_returns:
+                done.append(ref)
+            else:
+                pending.append(ref)
+        return done, pending
+
+    # worker side -----------------------------------------------------------
+    def next_task(self) -> tuple[Message, list[Any]]:
+        while not self.tasks_inbox:
+            self._flush_refs()
+            self._pump(None)
+        return self.tasks_inbox.pop(0)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        set_tracker(None)
+        try:
+            self.send(DisconnectClient())
+        except zmq.ZMQError:
+            pass
+        self.sock.setsockopt(zmq.LINGER, 200)
+        self.sock.close()
+        self.gcs.close()

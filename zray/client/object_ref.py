@@ -1,0 +1,70 @@
+"""ObjectRef: a handle to an object that may not exist yet.
+
+Each live ObjectRef counts as one local reference with the process's client;
+when the last one goes, the client tells the raylet (if it owns the object).
+Pickling a ref (inside a value or a task argument) marks it as escaped: other
+processes may hold it now, so it stays alive until its job ends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zray.common import serialization
+from zray.common.ids import ObjectID
+
+# Set by the active client; None when no client runs in this process.
+_tracker: Any = None
+
+
+def set_tracker(tracker: Any) -> None:
+    global _tracker
+    _tracker = tracker
+
+
+class ObjectRef:
+    __slots__ = ("_hex", "_tracked", "__weakref__")
+
+    def __init__(self, hex_id: str, owned: bool = False) -> None:
+        self._hex = hex_id
+        tracker = _tracker
+        self._tracked = tracker
+        if tracker is not None:
+            tracker.add_ref(hex_id, owned)
+
+    def hex(self) -> str:
+        return self._hex
+
+    def binary(self) -> bytes:
+        return bytes.fromhex(self._hex)
+
+    def object_id(self) -> ObjectID:
+        return ObjectID.from_hex(self._hex)
+
+    def task_id(self) -> str:
+        return self._hex[:32]
+
+    def __repr__(self) -> str:
+        return f"ObjectRef({self._hex})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ObjectRef) and other._hex == self._hex
+
+    def __hash__(self) -> int:
+        return hash(self._hex)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        serialization.note_contained_ref(self._hex)
+        return (_rebuild, (self._hex,))
+
+    def __del__(self) -> None:
+        tracker = self._tracked
+        if tracker is not None:
+            try:
+                tracker.remove_ref(self._hex)
+            except Exception:  # interpreter shutdown
+                pass
+
+
+def _rebuild(hex_id: str) -> ObjectRef:
+    return ObjectRef(hex_id, owned=False)

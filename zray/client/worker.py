@@ -1,0 +1,165 @@
+"""Worker process main loop: run tasks the raylet sends, one at a time.
+
+Started by the raylet as `python -m zray.client.worker`; dies with it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import traceback
+from typing import Any
+
+import cloudpickle
+
+from zray.client import api
+from zray.client.core import CoreClient
+from zray.client.output import LogForwarder
+from zray.common import serialization
+from zray.common.errors import TaskCancelledError, TaskError, ZrayError
+from zray.common.ids import TaskID
+from zray.common.messages.raylet import ExecuteTask, ExitWorker, TaskFinished
+from zray.common.messages.task import ObjectLoc
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+    expected = int(os.environ.get("ZRAY_RAYLET_PID", "0"))
+    if expected and os.getppid() != expected:
+        os._exit(1)
+
+
+class Worker:
+    def __init__(self, client: CoreClient) -> None:
+        self.client = client
+        self.functions: dict[str, Any] = {}
+
+    def load_function(self, function_id: str) -> Any:
+        fn = self.functions.get(function_id)
+        if fn is None:
+            pickled = self.client.gcs.get("functions", function_id)
+            if pickled is None:
+                raise ZrayError(f"function {function_id} was never exported to the GCS")
+            fn = self.functions[function_id] = cloudpickle.loads(pickled)
+        return fn
+
+    def run_forever(self) -> None:
+        while True:
+            try:
+                msg, bufs = self.client.next_task()
+            except KeyboardInterrupt:
+                continue  # a cancel that arrived after its task ended
+            if isinstance(msg, ExitWorker):
+                return
+            assert isinstance(msg, ExecuteTask)
+            self.execute(msg, bufs)
+
+    def execute(self, msg: ExecuteTask, bufs: list[Any]) -> None:
+        spec = msg.spec
+        client = self.client
+        client.current_task_id = TaskID.from_hex(spec.task_id)
+        client.current_function = spec.function_name
+        client.task_counter = 0
+        client.put_counter = 0
+        if msg.gpu_ids:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in msg.gpu_ids)
+        app_error = cancelled = False
+        try:
+            error_payload, args, kwargs = self._arguments(msg, bufs)
+            if error_payload is not None:
+                returns, out = self._error_returns(spec.task_id, spec.num_returns, error_payload)
+                app_error = True
+            else:
+                try:
+                    fn = self.load_function(spec.function_id)
+                    result = fn(*args, **kwargs)
+                    values = self._split(result, spec.num_returns, spec.function_name)
+                    returns, out = self._store_returns(spec.task_id, values)
+                except KeyboardInterrupt:
+                    cancelled = True
+                    err = TaskCancelledError(f"task {spec.function_name} ({spec.task_id[:12]}) "
+                                             f"was cancelled while running")
+                    returns, out = self._error_returns(
+                        spec.task_id, spec.num_returns, serialization.serialize_error(err).to_bytes())
+                except Exception as exc:
+                    app_error = True
+                    err = TaskError(spec.function_name, traceback.format_exc(), exc, os.getpid(),
+                                    client.node_id)
+                    returns, out = self._error_returns(
+                        spec.task_id, spec.num_returns, serialization.serialize_error(err).to_bytes())
+        finally:
+            client.current_function = ""
+            sys.stdout.flush()
+            sys.stderr.flush()
+        client.send(TaskFinished(task_id=spec.task_id, returns=returns, app_error=app_error,
+                                 cancelled=cancelled), out)
+
+    def _arguments(self, msg: ExecuteTask, bufs: list[Any]) -> tuple[Any, list[Any], dict[str, Any]]:
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        refs = iter(msg.arg_objects)
+        for arg in msg.spec.args:
+            if arg.ref is None:
+                kind, value = serialization.deserialize(bufs[arg.buf])
+            else:
+                loc = next(refs)
+                raw = self.client.raw_object(loc, bufs)
+                if loc.is_error:
+                    return bytes(raw), [], {}
+                kind, value = serialization.deserialize(raw)
+            if arg.kw is None:
+                args.append(value)
+            else:
+                kwargs[arg.kw] = value
+        return None, args, kwargs
+
+    @staticmethod
+    def _split(result: Any, num_returns: int, name: str) -> list[Any]:
+        if num_returns == 1:
+            return [result]
+        if not isinstance(result, (tuple, list)) or len(result) != num_returns:
+            got = len(result) if isinstance(result, (tuple, list)) else type(result).__name__
+            raise ValueError(f"task {name} declared num_returns={num_returns} but returned {got}")
+        return list(result)
+
+    def _store_returns(self, task_id: str, values: list[Any]) -> tuple[list[ObjectLoc], list[Any]]:
+        locs: list[ObjectLoc] = []
+        out: list[Any] = []
+        for i, value in enumerate(values, start=1):
+            oid = f"{task_id}{i:08x}"
+            ser = self.client.serialize_value(value)
+            if ser.total_size > self.client.inline_limit:
+                locs.append(self.client.store_object(oid, ser))
+            else:
+                data = ser.to_bytes()
+                locs.append(ObjectLoc(object_id=oid, size=len(data), buf=len(out)))
+                out.append(data)
+        return locs, out
+
+    @staticmethod
+    def _error_returns(task_id: str, num_returns: int, payload: bytes) -> tuple[list[ObjectLoc], list[Any]]:
+        locs = [ObjectLoc(object_id=f"{task_id}{i:08x}", size=len(payload), buf=0, is_error=True)
+                for i in range(1, num_returns + 1)]
+        return locs, [payload]
+
+
+def main() -> None:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    worker_id = bytes.fromhex(os.environ["ZRAY_WORKER_ID"])
+    client = CoreClient(os.environ["ZRAY_RAYLET_ADDRESS"], worker_id, is_driver=False)
+    api._attach_worker(client)
+    LogForwarder.install(client)
+    Worker(client).run_forever()
+
+
+if __name__ == "__main__":
+    main()

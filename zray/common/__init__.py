@@ -1,0 +1,1 @@
+"""Shared library of zray's parts: ids, messages, wire, serialization, config, errors."""

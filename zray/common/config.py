@@ -1,0 +1,79 @@
+"""Settings models, one per service, overridable by `ZRAY_*` environment variables.
+
+Precedence: explicit arguments (CLI flags) > environment > defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from zray.common.errors import ConfigError
+
+INLINE_LIMIT = 100 * 1024
+DEFAULT_SESSION_ROOT = "/tmp/zray_sessions"
+
+_S = TypeVar("_S", bound="Settings")
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    log_level: str = "INFO"
+
+    @classmethod
+    def load(cls: type[_S], env_prefix: str = "ZRAY_", **overrides: Any) -> _S:
+        values: dict[str, Any] = {}
+        for name, field in cls.model_fields.items():
+            raw = os.environ.get(env_prefix + name.upper())
+            if raw is not None:
+                values[name] = _parse_env(raw, field.annotation)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid {cls.__name__}: {exc}") from None
+
+
+def _parse_env(raw: str, annotation: Any) -> Any:
+    if "dict" in str(annotation) or "list" in str(annotation):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"expected JSON in environment value {raw!r}: {exc}") from None
+    return raw
+
+
+class GcsSettings(Settings):
+    address: str = "tcp://127.0.0.1:6379"
+    pub_address: str = ""
+    data_dir: str = ""
+    shard_index: int = 0
+    num_shards: int = 1
+    max_batch: int = 5000
+
+
+class SchedSettings(Settings):
+    gcs_address: str
+    address: str = "tcp://127.0.0.1:0"
+    sched_id: str = ""
+
+
+class RayletSettings(Settings):
+    gcs_address: str
+    session_dir: str = ""
+    store_dir: str = ""
+    node_name: str = ""
+    local_address: str = ""
+    address: str = ""
+    num_cpus: float | None = None
+    num_gpus: float | None = None
+    resources: dict[str, float] = {}
+    object_store_memory: int | None = None
+    inline_limit: int = INLINE_LIMIT
+    heartbeat_interval: float = 0.5
+    max_workers_per_cpu: int = 4
+    prestart_workers: bool = True

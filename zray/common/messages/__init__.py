@@ -1,0 +1,1 @@
+"""Pydantic message models, grouped by the sockets that carry them."""

@@ -1,0 +1,91 @@
+"""Messages on a GCS shard's ROUTER socket."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from zray.common.messages.base import ErrorReply, Message
+from zray.common.messages.task import Record
+
+
+class WriteOp(Record):
+    """Put (value in payload frame `buf`) or delete one key of one table."""
+
+    table: str
+    key: str
+    delete: bool = False
+    buf: int = -1
+
+
+class GcsWrite(Message):
+    kind: Literal["GcsWrite"] = "GcsWrite"
+    req_id: int
+    ops: list[WriteOp]
+
+
+class GcsWriteReply(Message):
+    kind: Literal["GcsWriteReply"] = "GcsWriteReply"
+    req_id: int
+    seq: int
+
+
+class GcsRead(Message):
+    kind: Literal["GcsRead"] = "GcsRead"
+    req_id: int
+    table: str
+    keys: list[str]
+
+
+class GcsReadReply(Message):
+    """`found[i]` tells whether keys[i] exists; found values follow as frames, in order."""
+
+    kind: Literal["GcsReadReply"] = "GcsReadReply"
+    req_id: int
+    found: list[bool]
+
+
+class GcsScan(Message):
+    kind: Literal["GcsScan"] = "GcsScan"
+    req_id: int
+    table: str
+    prefix: str = ""
+    limit: int = 0
+
+
+class GcsScanReply(Message):
+    kind: Literal["GcsScanReply"] = "GcsScanReply"
+    req_id: int
+    keys: list[str]
+
+
+class GcsIncrement(Message):
+    """Atomically add one to a counter and return the new value."""
+
+    kind: Literal["GcsIncrement"] = "GcsIncrement"
+    req_id: int
+    key: str
+
+
+class GcsIncrementReply(Message):
+    kind: Literal["GcsIncrementReply"] = "GcsIncrementReply"
+    req_id: int
+    value: int
+
+
+class GcsPing(Message):
+    kind: Literal["GcsPing"] = "GcsPing"
+    req_id: int
+
+
+class GcsPong(Message):
+    kind: Literal["GcsPong"] = "GcsPong"
+    req_id: int
+    shard_index: int
+    num_shards: int
+    seq: int
+
+
+GCS_REQUESTS: list[type[Message]] = [GcsWrite, GcsRead, GcsScan, GcsIncrement, GcsPing]
+GCS_REPLIES: list[type[Message]] = [
+    GcsWriteReply, GcsReadReply, GcsScanReply, GcsIncrementReply, GcsPong, ErrorReply,
+]

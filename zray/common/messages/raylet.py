@@ -1,0 +1,155 @@
+"""Messages on a raylet's local socket, between it and its drivers and workers."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from zray.common.messages.base import ErrorReply, Message
+from zray.common.messages.task import ObjectLoc, TaskSpec
+
+
+class RegisterClient(Message):
+    kind: Literal["RegisterClient"] = "RegisterClient"
+    req_id: int = 0
+    worker_id: str
+    pid: int
+    is_driver: bool
+    job_id: str | None = None
+
+
+class ClientRegistered(Message):
+    kind: Literal["ClientRegistered"] = "ClientRegistered"
+    req_id: int = 0
+    node_id: str
+    job_id: str
+    session_dir: str
+    store_dir: str
+    gcs_address: str
+    log_address: str
+    inline_limit: int
+
+
+class SubmitTask(Message):
+    """Fire-and-forget: failures come back as error objects for its returns."""
+
+    kind: Literal["SubmitTask"] = "SubmitTask"
+    spec: TaskSpec
+
+
+class PutObject(Message):
+    """An object created by the sender: inline (one payload frame) or sealed in the store."""
+
+    kind: Literal["PutObject"] = "PutObject"
+    object_id: str
+    size: int
+    in_store: bool
+
+
+class CreateObject(Message):
+    """Reserve store capacity for an object the sender is about to write."""
+
+    kind: Literal["CreateObject"] = "CreateObject"
+    req_id: int
+    object_id: str
+    size: int
+
+
+class ObjectCreated(Message):
+    kind: Literal["ObjectCreated"] = "ObjectCreated"
+    req_id: int
+    path: str
+
+
+class GetObjects(Message):
+    """Ask to be sent each object (or, with fetch=False, told it is ready) once it exists."""
+
+    kind: Literal["GetObjects"] = "GetObjects"
+    object_ids: list[str]
+    fetch: bool = True
+
+
+class ObjectsReady(Message):
+    kind: Literal["ObjectsReady"] = "ObjectsReady"
+    objects: list[ObjectLoc]
+
+
+class ReleaseObjects(Message):
+    """The sender holds no more references to these objects."""
+
+    kind: Literal["ReleaseObjects"] = "ReleaseObjects"
+    object_ids: list[str]
+    escaped: list[str] = []
+
+
+class CancelTask(Message):
+    kind: Literal["CancelTask"] = "CancelTask"
+    task_id: str
+    force: bool = False
+
+
+class WorkerBlocked(Message):
+    """The worker's task waits in `get`: its CPU may go to another task."""
+
+    kind: Literal["WorkerBlocked"] = "WorkerBlocked"
+
+
+class WorkerUnblocked(Message):
+    kind: Literal["WorkerUnblocked"] = "WorkerUnblocked"
+
+
+class ExecuteTask(Message):
+    """Raylet to worker: run this; `arg_objects` locate the by-reference args."""
+
+    kind: Literal["ExecuteTask"] = "ExecuteTask"
+    spec: TaskSpec
+    arg_objects: list[ObjectLoc]
+    gpu_ids: list[int] = []
+
+
+class TaskFinished(Message):
+    kind: Literal["TaskFinished"] = "TaskFinished"
+    task_id: str
+    returns: list[ObjectLoc]
+    app_error: bool = False
+    cancelled: bool = False
+
+
+class LogLines(Message):
+    kind: Literal["LogLines"] = "LogLines"
+    job_id: str
+    pid: int
+    name: str
+    stream: Literal["stdout", "stderr"]
+    text: str
+
+
+class ExitWorker(Message):
+    kind: Literal["ExitWorker"] = "ExitWorker"
+
+
+class DisconnectClient(Message):
+    """The driver or worker is leaving; its job's objects may go."""
+
+    kind: Literal["DisconnectClient"] = "DisconnectClient"
+
+
+class NodeStatsRequest(Message):
+    kind: Literal["NodeStatsRequest"] = "NodeStatsRequest"
+    req_id: int
+
+
+class NodeStatsReply(Message):
+    kind: Literal["NodeStatsReply"] = "NodeStatsReply"
+    req_id: int
+    stats: dict[str, object]
+
+
+CLIENT_TO_RAYLET: list[type[Message]] = [
+    RegisterClient, SubmitTask, PutObject, CreateObject, GetObjects, ReleaseObjects,
+    CancelTask, WorkerBlocked, WorkerUnblocked, TaskFinished, LogLines, NodeStatsRequest,
+    DisconnectClient,
+]
+RAYLET_TO_CLIENT: list[type[Message]] = [
+    ClientRegistered, ObjectCreated, ObjectsReady, ExecuteTask, ExitWorker, ErrorReply,
+    NodeStatsReply,
+]

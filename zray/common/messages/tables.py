@@ -1,0 +1,55 @@
+"""Values stored in the GCS tables (as JSON)."""
+
+from __future__ import annotations
+
+from zray.common.messages.task import Record
+
+NODES = "nodes"
+TASKS = "tasks"
+OBJECTS = "objects"
+FUNCTIONS = "functions"
+JOBS = "jobs"
+ACTORS = "actors"
+KV = "kv"
+COUNTERS = "counters"
+TABLES = (NODES, TASKS, OBJECTS, FUNCTIONS, JOBS, ACTORS, KV, COUNTERS)
+
+
+class NodeInfo(Record):
+    node_id: str
+    node_name: str
+    host: str
+    address: str
+    local_address: str
+    store_dir: str
+    session_dir: str
+    pid: int
+    alive: bool = True
+    start_time: float
+    heartbeat_time: float
+    resources_total: dict[str, float]
+    resources_available: dict[str, float]
+    store_used: int = 0
+    store_capacity: int = 0
+    num_objects: int = 0
+    tasks_queued: int = 0
+    tasks_running: int = 0
+    tasks_finished: int = 0
+    tasks_failed: int = 0
+    workers: int = 0
+
+
+class JobInfo(Record):
+    job_id: str
+    driver_pid: int
+    host: str
+    start_time: float
+    end_time: float | None = None
+
+
+class ObjectInfo(Record):
+    object_id: str
+    size: int
+    locations: list[str]
+    task_id: str
+    is_put: bool

@@ -1,0 +1,200 @@
+"""Service base: one asyncio loop, sockets drained in batches, periodic jobs.
+
+ZeroMQ's FD is edge-triggered, so a reader drains its socket until EAGAIN;
+any send may consume an edge, so every socket a service sends on is drained
+again on the next loop turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import zmq
+
+from zray.common import wire
+from zray.common.errors import ProtocolError
+from zray.common.messages.base import ErrorReply, Message
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[list[bytes], Message, list[Any]], None]
+DRAIN_BATCH = 2000
+
+
+class Status(enum.Enum):
+    init = "init"
+    running = "running"
+    closing = "closing"
+    closed = "closed"
+
+
+class Reader:
+    """A socket, the protocol it speaks and its handler table."""
+
+    def __init__(self, service: Service, sock: zmq.Socket[Any], protocol: wire.Protocol,
+                 handlers: dict[type[Message], Handler], routed: bool) -> None:
+        self.service = service
+        self.sock = sock
+        self.protocol = protocol
+        self.handlers = handlers
+        self.routed = routed
+        self.bad_messages = 0
+
+    def drain(self) -> None:
+        sock = self.sock
+        for _ in range(DRAIN_BATCH):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except zmq.ZMQError as exc:
+                if self.service.status is Status.running:
+                    log.warning("%s: recv failed: %s", self.service.name, exc)
+                return
+            self.handle(frames)
+        self.service.loop.call_soon(self.drain)
+
+    def handle(self, frames: list[bytes]) -> None:
+        start = wire.split_routing(frames) if self.routed else 0
+        routing = frames[:start]
+        try:
+            msg, buffers = self.protocol.decode(frames, start)
+        except ProtocolError as exc:
+            self.bad_messages += 1
+            log.warning("%s: dropped bad message: %s", self.service.name, exc)
+            if routing:
+                self.service.send(self.sock, routing, ErrorReply(error=str(exc)))
+            return
+        handler = self.handlers.get(type(msg))
+        if handler is None:
+            log.warning("%s: no handler for %s", self.service.name, msg.kind)
+            return
+        try:
+            handler(routing, msg, buffers)
+        except Exception as exc:
+            log.exception("%s: handler for %s failed", self.service.name, msg.kind)
+            req_id = getattr(msg, "req_id", 0)
+            if routing:
+                self.service.send(self.sock, routing,
+                                  ErrorReply(req_id=req_id, error=f"{type(exc).__name__}: {exc}"))
+
+
+class Service:
+    """Base of every zray service process."""
+
+    name = "service"
+
+    def __init__(self) -> None:
+        self.ctx: zmq.Context[Any] = zmq.Context.instance()
+        self.status = Status.init
+        self.loop: asyncio.AbstractEventLoop = asyncio.new_event_loop()
+        self._readers: dict[zmq.Socket[Any], Reader] = {}
+        self._sockets: list[zmq.Socket[Any]] = []
+        self._dirty: set[zmq.Socket[Any]] = set()
+        self._flush_scheduled = False
+        self._periodic: list[tuple[float, Callable[[], Any]]] = []
+        self._stopped = asyncio.Event()
+        self._close_reason = ""
+        self.started_at = time.time()
+
+    # sockets -------------------------------------------------------------
+    def socket(self, kind: int, identity: bytes | None = None) -> zmq.Socket[Any]:
+        from zray.common.sockets import configure
+
+        sock = configure(self.ctx.socket(kind), identity)
+        self._sockets.append(sock)
+        return sock
+
+    def add_reader(self, sock: zmq.Socket[Any], protocol: wire.Protocol,
+                   handlers: dict[type[Message], Handler], routed: bool) -> None:
+        self._readers[sock] = Reader(self, sock, protocol, handlers, routed)
+
+    def send(self, sock: zmq.Socket[Any], routing: list[bytes], msg: Message,
+             buffers: list[Any] | tuple[Any, ...] = ()) -> None:
+        try:
+            sock.send_multipart([*routing, *wire.encode(msg, buffers)], zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError as exc:
+            log.warning("%s: send of %s failed: %s", self.name, msg.kind, exc)
+        self._mark_dirty(sock)
+
+    def _mark_dirty(self, sock: zmq.Socket[Any]) -> None:
+        if sock in self._readers:
+            self._dirty.add(sock)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self.loop.call_soon(self._drain_dirty)
+
+    def _drain_dirty(self) -> None:
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, set()
+        for sock in dirty:
+            self._readers[sock].drain()
+
+    # periodic jobs -------------------------------------------------------
+    def every(self, interval: float, job: Callable[[], Any]) -> None:
+        self._periodic.append((interval, job))
+
+    async def _run_periodic(self, interval: float, job: Callable[[], Any]) -> None:
+        while self.status is Status.running:
+            await asyncio.sleep(interval)
+            try:
+                result = job()
+                if isinstance(result, Awaitable):
+                    await result
+            except Exception:
+                log.exception("%s: periodic job %s failed", self.name, getattr(job, "__name__", job))
+
+    # lifecycle -----------------------------------------------------------
+    def setup(self) -> None:
+        """Bind and connect sockets; runs before the loop starts."""
+
+    def on_close(self) -> None:
+        """Release resources; runs once at close."""
+
+    def run(self) -> None:
+        """Run in the foreground until SIGTERM/SIGINT or close()."""
+        asyncio.set_event_loop(self.loop)
+        self.setup()
+        self.status = Status.running
+        for sock, reader in self._readers.items():
+            self.loop.add_reader(sock.getsockopt(zmq.FD), reader.drain)
+            self.loop.call_soon(reader.drain)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self.close, f"signal {sig.name}")
+        tasks = [self.loop.create_task(self._run_periodic(i, j)) for i, j in self._periodic]
+        try:
+            self.loop.run_until_complete(self._stopped.wait())
+        finally:
+            for t in tasks:
+                t.cancel()
+            self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            self._teardown()
+
+    def close(self, reason: str = "") -> None:
+        """Idempotent: stop the loop; the caller of run() tears down."""
+        if self.status in (Status.closing, Status.closed):
+            return
+        self._close_reason = reason
+        log.info("%s: closing (%s)", self.name, reason or "requested")
+        self.status = Status.closing
+        self._stopped.set()
+
+    def _teardown(self) -> None:
+        for sock in self._readers:
+            try:
+                self.loop.remove_reader(sock.getsockopt(zmq.FD))
+            except (zmq.ZMQError, ValueError):
+                pass
+        try:
+            self.on_close()
+        finally:
+            for sock in self._sockets:
+                sock.close()
+            self.status = Status.closed
+            self.loop.close()

@@ -1,0 +1,1 @@
+"""zray's services: each runs as its own process."""

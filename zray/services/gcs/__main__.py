@@ -1,0 +1,3 @@
+from zray.services.gcs.cli import app
+
+app(prog_name="python -m zray.services.gcs")

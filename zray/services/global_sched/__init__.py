@@ -1,0 +1,1 @@
+"""Global scheduler replicas: place the tasks raylets spill over."""

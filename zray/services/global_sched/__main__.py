@@ -1,0 +1,3 @@
+from zray.services.global_sched.cli import app
+
+app(prog_name="python -m zray.services.global_sched")

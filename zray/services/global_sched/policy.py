@@ -1,0 +1,46 @@
+"""Placement policy: pure code, state in, decision out.
+
+A node is feasible when its total resources cover the request. Among the
+nodes with the resources available now, pick the least expected wait: its
+queueing delay plus the time to move the task's inputs that it lacks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Assumed costs; rough is enough to rank nodes.
+TASK_SECONDS = 0.001
+TRANSFER_BYTES_PER_SECOND = 1e9
+
+
+@dataclass
+class NodeLoad:
+    node_id: str
+    address: str
+    total: dict[str, float]
+    available: dict[str, float]
+    queue_len: int = 0
+    alive: bool = True
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def fits(request: dict[str, float], resources: dict[str, float]) -> bool:
+    return all(resources.get(name, 0.0) >= amount for name, amount in request.items() if amount > 0)
+
+
+def expected_wait(node: NodeLoad, arg_bytes: dict[str, int]) -> float:
+    missing = sum(size for holder, size in arg_bytes.items() if holder != node.node_id)
+    return node.queue_len * TASK_SECONDS + missing / TRANSFER_BYTES_PER_SECOND
+
+
+def place(request: dict[str, float], nodes: list[NodeLoad],
+          arg_bytes: dict[str, int] | None = None) -> NodeLoad | None:
+    """The node to run on, or None when no live node can ever run the task."""
+    arg_bytes = arg_bytes or {}
+    feasible = [n for n in nodes if n.alive and fits(request, n.total)]
+    if not feasible:
+        return None
+    ready = [n for n in feasible if fits(request, n.available)]
+    candidates = ready or feasible
+    return min(candidates, key=lambda n: (expected_wait(n, arg_bytes), n.queue_len, n.node_id))

@@ -1,0 +1,111 @@
+"""A global scheduler replica: heartbeats in, placements out. Stateless but for
+the load it last heard, so any replica can place any task."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import zmq
+
+from zray.common import wire
+from zray.common.config import SchedSettings
+from zray.common.messages.base import Message
+from zray.common.messages.sched import (
+    SCHED_REQUESTS,
+    NodeHeartbeat,
+    PlaceTask,
+    SchedPing,
+    SchedPong,
+    TaskPlaced,
+)
+from zray.common.service import Service
+from zray.common.sockets import bind
+from zray.services.gcs.client import ServiceGcs
+from zray.services.global_sched.policy import NodeLoad, place
+
+log = logging.getLogger(__name__)
+
+SCHEDULERS_KEY_PREFIX = "scheduler:"
+NODE_TIMEOUT = 10.0
+
+
+class GlobalScheduler(Service):
+    name = "global-sched"
+
+    def __init__(self, settings: SchedSettings) -> None:
+        super().__init__()
+        self.settings = settings
+        self.sched_id = settings.sched_id or os.urandom(4).hex()
+        self.nodes: dict[str, NodeLoad] = {}
+        self.last_seen: dict[str, float] = {}
+        self.waiting: list[tuple[list[bytes], PlaceTask]] = []
+        self.address = ""
+
+    def setup(self) -> None:
+        self.router = self.socket(zmq.ROUTER)
+        self.address = bind(self.router, self.settings.address)
+        self.add_reader(self.router, wire.Protocol("global-sched", SCHED_REQUESTS), {
+            NodeHeartbeat: self.on_heartbeat,
+            PlaceTask: self.on_place,
+            SchedPing: self.on_ping,
+        }, routed=True)
+        self.gcs = ServiceGcs(self, self.settings.gcs_address)
+        self._register()
+        self.every(2.0, self._register)
+        self.every(0.5, self._expire_nodes)
+        log.info("%s %s: serving on %s", self.name, self.sched_id, self.address)
+
+    def _register(self) -> None:
+        # A kv entry so raylets discover the replicas; refreshed as a liveness hint.
+        value = f'{{"address": "{self.address}", "time": {time.time()}, "pid": {os.getpid()}}}'
+        self.gcs.write("kv", SCHEDULERS_KEY_PREFIX + self.sched_id, value.encode())
+
+    def on_heartbeat(self, routing: list[bytes], msg: Message, buffers: list[Any]) -> None:
+        assert isinstance(msg, NodeHeartbeat)
+        self.nodes[msg.node_id] = NodeLoad(msg.node_id, msg.address, msg.resources_total,
+                                           msg.resources_available, msg.queue_len)
+        self.last_seen[msg.node_id] = time.monotonic()
+        if self.waiting:
+            self._retry_waiting()
+
+    def on_place(self, routing: list[bytes], msg: Message, buffers: list[Any]) -> None:
+        assert isinstance(msg, PlaceTask)
+        if not self._try_place(routing, msg):
+            log.info("%s: task %s needs %s, which no live node has; waiting", self.name,
+                     msg.task_id[:12], msg.resources)
+            self.waiting.append((routing, msg))
+
+    def _try_place(self, routing: list[bytes], msg: PlaceTask) -> bool:
+        node = place(msg.resources, list(self.nodes.values()), msg.arg_bytes)
+        if node is None:
+            return False
+        # Count the placement against the node until its next heartbeat says otherwise.
+        node.queue_len += 1
+        self.send(self.router, routing, TaskPlaced(req_id=msg.req_id, task_id=msg.task_id,
+                                                   node_id=node.node_id, address=node.address))
+        return True
+
+    def _retry_waiting(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for routing, msg in waiting:
+            if not self._try_place(routing, msg):
+                self.waiting.append((routing, msg))
+
+    def _expire_nodes(self) -> None:
+        now = time.monotonic()
+        for node_id, seen in list(self.last_seen.items()):
+            if now - seen > NODE_TIMEOUT:
+                log.warning("%s: no heartbeat from node %s for %.0fs", self.name, node_id[:8], now - seen)
+                del self.last_seen[node_id]
+                self.nodes.pop(node_id, None)
+
+    def on_ping(self, routing: list[bytes], msg: Message, buffers: list[Any]) -> None:
+        assert isinstance(msg, SchedPing)
+        self.send(self.router, routing, SchedPong(req_id=msg.req_id, nodes=len(self.nodes)))
+
+    def on_close(self) -> None:
+        self.gcs.write("kv", SCHEDULERS_KEY_PREFIX + self.sched_id, None)
+        self.gcs.flush()

@@ -1,0 +1,3 @@
+from zray.services.raylet.cli import app
+
+app(prog_name="python -m zray.services.raylet")

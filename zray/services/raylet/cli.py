@@ -1,0 +1,50 @@
+"""`zray raylet ...`: run a raylet in the foreground."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(help="Raylet: local scheduler, workers and object store of one node.",
+                  no_args_is_help=True)
+
+
+
+@app.callback()
+def _group() -> None:
+    """Subcommands run in the foreground, for supervisors and containers."""
+
+
+@app.command()
+def start(
+    gcs_address: Annotated[str, typer.Option(envvar="ZRAY_GCS_ADDRESS", help="GCS shard 0, host:port or ipc://path.")],
+    num_cpus: Annotated[Optional[float], typer.Option(envvar="ZRAY_NUM_CPUS", help="CPUs to offer (default: all cores).")] = None,
+    num_gpus: Annotated[Optional[float], typer.Option(envvar="ZRAY_NUM_GPUS", help="GPUs to offer (default: detected).")] = None,
+    resources: Annotated[str, typer.Option(envvar="ZRAY_RESOURCES", help='Custom resources as JSON, e.g. \'{"disk": 2}\'.')] = "{}",
+    object_store_memory: Annotated[Optional[int], typer.Option(envvar="ZRAY_OBJECT_STORE_MEMORY", help="Store capacity in bytes (default: 30% of RAM).")] = None,
+    session_dir: Annotated[str, typer.Option(envvar="ZRAY_SESSION_DIR", help="Folder for sockets and logs.")] = "",
+    store_dir: Annotated[str, typer.Option(envvar="ZRAY_STORE_DIR", help="Folder of the shared-memory store (default under /dev/shm).")] = "",
+    local_address: Annotated[str, typer.Option(envvar="ZRAY_LOCAL_ADDRESS", help="ipc:// address for this node's drivers and workers.")] = "",
+    node_name: Annotated[str, typer.Option(envvar="ZRAY_NODE_NAME", help="Name shown in status (default: host name).")] = "",
+    log_level: Annotated[str, typer.Option(envvar="ZRAY_LOG_LEVEL")] = "INFO",
+) -> None:
+    """Run one raylet in the foreground until SIGTERM."""
+    from zray.common.config import RayletSettings
+    from zray.common.errors import ConfigError
+    from zray.common.logs import configure_logging
+    from zray.common.sockets import normalize
+    from zray.services.raylet.server import Raylet
+
+    try:
+        custom = json.loads(resources)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--resources is not JSON: {exc}") from None
+    settings = RayletSettings.load(
+        gcs_address=normalize(gcs_address), num_cpus=num_cpus, num_gpus=num_gpus,
+        resources=custom, object_store_memory=object_store_memory, session_dir=session_dir,
+        store_dir=store_dir, local_address=local_address, node_name=node_name,
+        log_level=log_level)
+    configure_logging("raylet", settings.log_level)
+    Raylet(settings).run()

@@ -1,0 +1,85 @@
+"""The node's shared-memory store: one file per object under a private
+folder (on /dev/shm by default), written once by its producer, then mapped
+read-only by readers. The raylet only reserves capacity and frees files."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+
+import psutil
+
+from zray.common.errors import ObjectStoreFullError
+
+log = logging.getLogger(__name__)
+
+GiB = 1024**3
+
+
+def default_capacity(directory: str) -> int:
+    """30% of RAM, capped by 90% of the free space of the store's file system."""
+    ram = psutil.virtual_memory().total
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError:
+        free = ram
+    return int(min(0.3 * ram, 0.9 * free))
+
+
+def check_shm(directory: str, capacity: int) -> str | None:
+    """A warning when the store's file system is smaller than its capacity."""
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError as exc:
+        return f"object store folder {directory} is not usable: {exc}"
+    if free < capacity:
+        return (f"object store capacity {capacity / GiB:.1f} GiB exceeds the {free / GiB:.1f} GiB "
+                f"free in {directory}; puts will fail early. Lower --object-store-memory or "
+                f"enlarge the file system (docker: --shm-size).")
+    return None
+
+
+class SharedMemoryStore:
+    def __init__(self, directory: str, capacity: int) -> None:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        self.directory = directory
+        self.capacity = capacity
+        self.used = 0
+        self._sizes: dict[str, int] = {}
+
+    def path(self, object_id: str) -> str:
+        return os.path.join(self.directory, object_id)
+
+    def __contains__(self, object_id: str) -> bool:
+        return object_id in self._sizes
+
+    def __len__(self) -> int:
+        return len(self._sizes)
+
+    def reserve(self, object_id: str, size: int) -> str:
+        if object_id in self._sizes:
+            return self.path(object_id)
+        if self.used + size > self.capacity:
+            raise ObjectStoreFullError(
+                f"object store full: {self.used / GiB:.2f} of {self.capacity / GiB:.2f} GiB in use "
+                f"by {len(self._sizes)} objects, cannot fit {size / GiB:.3f} GiB more; "
+                f"raise --object-store-memory or drop references to large objects")
+        self._sizes[object_id] = size
+        self.used += size
+        return self.path(object_id)
+
+    def free(self, object_id: str) -> None:
+        size = self._sizes.pop(object_id, None)
+        if size is None:
+            return
+        self.used -= size
+        try:
+            os.unlink(self.path(object_id))
+        except FileNotFoundError:
+            pass
+
+    def destroy(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+        self._sizes.clear()
+        self.used = 0

@@ -1,0 +1,585 @@
+"""The raylet service: local scheduling, worker pool, object store, heartbeats.
+
+Clients (drivers and workers of this node) talk to one ROUTER over ipc; their
+zmq identity is their worker id. Results are pushed to each task's owner as
+soon as they exist, batched per owner per loop turn.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import socket
+import time
+from typing import Any
+
+import psutil
+import zmq
+
+from zray.common import wire
+from zray.common.config import RayletSettings
+from zray.common.errors import TaskCancelledError, WorkerCrashedError
+from zray.common.ids import NodeID, return_object_hex
+from zray.common.messages.base import Message
+from zray.common.messages.raylet import (
+    CLIENT_TO_RAYLET,
+    CancelTask,
+    ClientRegistered,
+    CreateObject,
+    DisconnectClient,
+    ExecuteTask,
+    GetObjects,
+    LogLines,
+    NodeStatsReply,
+    NodeStatsRequest,
+    ObjectCreated,
+    ObjectsReady,
+    PutObject,
+    RegisterClient,
+    ReleaseObjects,
+    SubmitTask,
+    TaskFinished,
+    WorkerBlocked,
+    WorkerUnblocked,
+)
+from zray.common.messages.sched import SCHED_REPLIES, NodeHeartbeat, PlaceTask, TaskPlaced
+from zray.common.messages.tables import KV, NODES, OBJECTS, TASKS, NodeInfo, ObjectInfo
+from zray.common.messages.task import ObjectLoc
+from zray.common.serialization import serialize_error
+from zray.common.service import Service
+from zray.common.sockets import bind
+from zray.services.gcs.client import ServiceGcs
+from zray.services.raylet.object_store import SharedMemoryStore, check_shm, default_capacity
+from zray.services.raylet.resources import node_resources
+from zray.services.raylet.state import Client, LocalObject, Task
+from zray.services.raylet.task_queue import ReadyQueue
+from zray.services.raylet.worker_pool import WorkerPool, WorkerProc, describe_exit
+
+log = logging.getLogger(__name__)
+
+SCHEDULERS_PREFIX = "scheduler:"
+
+
+class Raylet(Service):
+    name = "raylet"
+
+    def __init__(self, settings: RayletSettings) -> None:
+        super().__init__()
+        self.settings = settings
+        self.node_id = NodeID.from_random().hex()
+        self.name = f"raylet[{self.node_id[:8]}]"
+        self.session_dir = settings.session_dir or f"/tmp/zray_sessions/raylet-{self.node_id[:8]}"
+        self.store_dir = settings.store_dir or f"/dev/shm/zray-{self.node_id[:12]}"
+        self.local_address = settings.local_address or \
+            f"ipc://{self.session_dir}/sockets/raylet-{self.node_id[:8]}"
+        self.log_address = self.local_address + ".logs"
+        capacity = settings.object_store_memory or default_capacity(os.path.dirname(self.store_dir))
+        self.store = SharedMemoryStore(self.store_dir, capacity)
+        self.total = node_resources(settings.num_cpus, settings.num_gpus, settings.resources, capacity)
+        self.queue: ReadyQueue[Task] = ReadyQueue(self.total)
+        self.free_gpus = list(range(int(self.total.get("GPU", 0))))
+        self.tasks: dict[str, Task] = {}
+        self.objects: dict[str, LocalObject] = {}
+        self.clients: dict[bytes, Client] = {}
+        self.infeasible: dict[str, Task] = {}
+        self.outbox: dict[bytes, list[tuple[LocalObject, bool]]] = {}
+        self._outbox_scheduled = False
+        self._schedule_scheduled = False
+        self.schedulers: dict[str, zmq.Socket[Any]] = {}
+        self._next_req = 0
+        self.counters = {"finished": 0, "failed": 0, "retried": 0, "submitted": 0}
+        self.started = time.time()
+
+    # set-up --------------------------------------------------------------
+    def setup(self) -> None:
+        s = self.settings
+        self.router = self.socket(zmq.ROUTER)
+        bind(self.router, self.local_address)
+        self.log_pub = self.socket(zmq.PUB)
+        bind(self.log_pub, self.log_address)
+        self.add_reader(self.router, wire.Protocol("raylet", CLIENT_TO_RAYLET), {
+            RegisterClient: self.on_register,
+            SubmitTask: self.on_submit,
+            PutObject: self.on_put,
+            CreateObject: self.on_create,
+            GetObjects: self.on_get,
+            ReleaseObjects: self.on_release,
+            CancelTask: self.on_cancel,
+            WorkerBlocked: self.on_blocked,
+            WorkerUnblocked: self.on_unblocked,
+            TaskFinished: self.on_task_finished,
+            LogLines: self.on_log,
+            DisconnectClient: self.on_disconnect,
+            NodeStatsRequest: self.on_stats,
+        }, routed=True)
+        self.gcs = ServiceGcs(self, s.gcs_address)
+        warning = check_shm(os.path.dirname(self.store_dir), self.store.capacity)
+        if warning:
+            log.warning("%s: %s", self.name, warning)
+        self.pool = WorkerPool(self.local_address, os.path.join(self.session_dir, "logs"),
+                               {"ZRAY_NODE_ID": self.node_id})
+        if s.prestart_workers:
+            for _ in range(max(1, int(self.total.get("CPU", 1)))):
+                self.pool.spawn()
+        self.every(0.05, self.reap_workers)
+        self.every(s.heartbeat_interval, self.heartbeat)
+        self.every(1.0, self.publish_node)
+        self.every(1.0, self.check_drivers)
+        self.every(2.0, self.discover_schedulers)
+        self.publish_node()
+        self.discover_schedulers()
+        log.info("%s: serving on %s; resources %s; store %s (%.2f GiB)", self.name,
+                 self.local_address, self.total, self.store_dir, self.store.capacity / 1024**3)
+
+    # client registry -----------------------------------------------------
+    def on_register(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        assert isinstance(msg, RegisterClient)
+        ident = route[0]
+        self.clients[ident] = Client(ident, msg.pid, msg.is_driver, msg.job_id or "")
+        if not msg.is_driver:
+            worker = self.pool.registered(ident)
+            if worker is None:
+                log.warning("%s: unknown worker %s registered; ignored", self.name, msg.worker_id)
+                return
+        self.send(self.router, route, ClientRegistered(
+            req_id=msg.req_id, node_id=self.node_id, job_id=msg.job_id or "",
+            session_dir=self.session_dir, store_dir=self.store_dir,
+            gcs_address=self.settings.gcs_address, log_address=self.log_address,
+            inline_limit=self.settings.inline_limit))
+        self.schedule_soon()
+
+    def on_disconnect(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        self._drop_client(route[0], "disconnected")
+
+    def check_drivers(self) -> None:
+        for ident, client in list(self.clients.items()):
+            if client.is_driver and not psutil.pid_exists(client.pid):
+                self._drop_client(ident, f"driver pid {client.pid} exited")
+
+    def _drop_client(self, ident: bytes, why: str) -> None:
+        client = self.clients.pop(ident, None)
+        if client is None or not client.is_driver:
+            return
+        job = client.job_id
+        log.info("%s: job %s ends (%s)", self.name, job, why)
+        for task in self.queue.remove(lambda t: t.spec.job_id == job):
+            self.tasks.pop(task.spec.task_id, None)
+        for task_id, task in list(self.tasks.items()):
+            if task.spec.job_id != job:
+                continue
+            task.cancelled = True
+            if task.worker is not None:
+                self.pool.kill(task.worker)
+            else:
+                self.tasks.pop(task_id, None)
+                self.infeasible.pop(task_id, None)
+        for oid, obj in list(self.objects.items()):
+            if obj.job_id == job or obj.owner == ident:
+                self._free(obj)
+        self.outbox.pop(ident, None)
+
+    # tasks ---------------------------------------------------------------
+    def on_submit(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        assert isinstance(msg, SubmitTask)
+        spec = msg.spec
+        for arg in spec.args:
+            if arg.ref is None and not 0 <= arg.buf < len(bufs):
+                raise ValueError(f"task {spec.task_id} names missing argument frame {arg.buf}")
+        owner = route[0]
+        task = Task(spec, bufs, owner, spec.resources, retries_left=spec.max_retries)
+        self.tasks[spec.task_id] = task
+        self.counters["submitted"] += 1
+        for i in range(1, spec.num_returns + 1):
+            obj = self._object(return_object_hex(spec.task_id, i))
+            obj.owner = owner
+            obj.job_id = spec.job_id
+            obj.waiting_clients.append((owner, True))
+        self.gcs.write(TASKS, spec.task_id,
+                       wire.pack_blobs([spec.__pydantic_serializer__.to_json(spec), *bufs]))
+        for arg in spec.args:
+            if arg.ref is not None:
+                obj = self._object(arg.ref)
+                obj.pins += 1
+                if not obj.ready:
+                    obj.waiting_tasks.append(task)
+                    task.missing += 1
+        if task.missing == 0:
+            self._enqueue(task)
+
+    def _enqueue(self, task: Task, front: bool = False) -> None:
+        if not self.queue.feasible(task.resources):
+            self.infeasible[task.spec.task_id] = task
+            self._spill(task)
+            return
+        self.queue.push(task, task.resources, front=front)
+        self.schedule_soon()
+
+    def schedule_soon(self) -> None:
+        if not self._schedule_scheduled:
+            self._schedule_scheduled = True
+            self.loop.call_soon(self.schedule)
+
+    def schedule(self) -> None:
+        self._schedule_scheduled = False
+        while len(self.queue) and self.pool.idle:
+            batch = self.queue.pop_dispatchable(len(self.pool.idle))
+            if not batch:
+                break
+            for task in batch:
+                worker = self.pool.take_idle()
+                assert worker is not None
+                self._dispatch(task, worker)
+        if len(self.queue) and not self.pool.idle:
+            self._maybe_spawn()
+
+    def _maybe_spawn(self) -> None:
+        # Start a worker when a CPU is free but every worker is busy (some block in get).
+        free_cpu = self.queue.available.get("CPU", 0.0)
+        limit = max(1, int(self.total.get("CPU", 1))) * self.settings.max_workers_per_cpu
+        if self.pool.starting < max(1, math.floor(free_cpu)) and len(self.pool.workers) < limit:
+            self.pool.spawn()
+
+    def _dispatch(self, task: Task, worker: WorkerProc) -> None:
+        task.worker = worker
+        task.resources_held = True
+        task.dispatched_at = time.monotonic()
+        worker.task = task
+        bufs = list(task.bufs)
+        arg_objects = []
+        for arg in task.spec.args:
+            if arg.ref is None:
+                continue
+            obj = self.objects[arg.ref]
+            if obj.in_store:
+                arg_objects.append(ObjectLoc(object_id=arg.ref, size=obj.size, in_store=True,
+                                             is_error=obj.is_error))
+            else:
+                arg_objects.append(ObjectLoc(object_id=arg.ref, size=obj.size, buf=len(bufs),
+                                             is_error=obj.is_error))
+                bufs.append(obj.data)
+        gpus = int(task.resources.get("GPU", 0))
+        gpu_ids = [self.free_gpus.pop() for _ in range(min(gpus, len(self.free_gpus)))]
+        worker.gpu_ids = gpu_ids  # type: ignore[attr-defined]
+        self.send(self.router, [worker.worker_id],
+                  ExecuteTask(spec=task.spec, arg_objects=arg_objects, gpu_ids=gpu_ids), bufs)
+
+    def _release_resources(self, task: Task) -> None:
+        if task.resources_held:
+            self.queue.release(task.resources)
+            task.resources_held = False
+        worker = task.worker
+        if worker is not None:
+            self.free_gpus.extend(getattr(worker, "gpu_ids", []))
+            worker.gpu_ids = []
+
+    def on_task_finished(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        assert isinstance(msg, TaskFinished)
+        worker = self.pool.workers.get(route[0])
+        task = self.tasks.get(msg.task_id)
+        if worker is None or task is None or task.worker is not worker:
+            log.warning("%s: stale result for task %s ignored", self.name, msg.task_id[:12])
+            return
+        self._release_resources(task)
+        self.pool.give_back(worker)
+        task.worker = None
+        if msg.app_error and task.spec.retry_exceptions and task.retries_left > 0 \
+                and not task.cancelled:
+            self._retry(task, "raised an exception")
+        else:
+            if msg.app_error:
+                self.counters["failed"] += 1
+            self._complete(task, msg.returns, bufs)
+        self.schedule_soon()
+
+    def _retry(self, task: Task, why: str) -> None:
+        task.retries_left -= 1
+        self.counters["retried"] += 1
+        task.spec = task.spec.model_copy(update={"attempt": task.spec.attempt + 1})
+        log.info("%s: task %s (%s) %s; retrying (%d retries left)", self.name,
+                 task.spec.task_id[:12], task.spec.function_name, why, task.retries_left)
+        self._enqueue(task, front=True)
+
+    def _complete(self, task: Task, returns: list[ObjectLoc], bufs: list[Any]) -> None:
+        self.tasks.pop(task.spec.task_id, None)
+        self.counters["finished"] += 1
+        for loc in returns:
+            data = bufs[loc.buf] if loc.buf >= 0 else None
+            self._seal(loc.object_id, loc.size, data, loc.in_store, loc.is_error)
+        for arg in task.spec.args:
+            if arg.ref is not None:
+                obj = self.objects.get(arg.ref)
+                if obj is not None:
+                    obj.pins -= 1
+                    self._maybe_free(obj)
+
+    def _fail(self, task: Task, error: BaseException) -> None:
+        self.counters["failed"] += 1
+        payload = serialize_error(error).to_bytes()
+        returns = [ObjectLoc(object_id=return_object_hex(task.spec.task_id, i), size=len(payload),
+                             buf=0, is_error=True) for i in range(1, task.spec.num_returns + 1)]
+        self._complete(task, returns, [payload])
+
+    # objects -------------------------------------------------------------
+    def _object(self, oid: str) -> LocalObject:
+        obj = self.objects.get(oid)
+        if obj is None:
+            obj = self.objects[oid] = LocalObject(oid)
+        return obj
+
+    def _seal(self, oid: str, size: int, data: Any, in_store: bool, is_error: bool,
+              owner: bytes | None = None, job_id: str = "") -> None:
+        obj = self._object(oid)
+        obj.ready, obj.size, obj.data, obj.in_store, obj.is_error = True, size, data, in_store, is_error
+        if owner is not None:
+            obj.owner = owner
+            obj.job_id = job_id
+        waiting, obj.waiting_tasks = obj.waiting_tasks, []
+        for task in waiting:
+            task.missing -= 1
+            if task.missing == 0 and not task.cancelled:
+                self._enqueue(task)
+        clients, obj.waiting_clients = obj.waiting_clients, []
+        for ident, fetch in clients:
+            self._push(ident, obj, fetch)
+        if in_store:
+            info = ObjectInfo(object_id=oid, size=size, locations=[self.node_id],
+                              task_id=oid[:32], is_put=bool(int(oid[32:], 16) & 0x8000_0000))
+            self.gcs.write(OBJECTS, oid, info.model_dump_json().encode())
+        self._maybe_free(obj)
+
+    def _push(self, ident: bytes, obj: LocalObject, fetch: bool) -> None:
+        if ident not in self.clients:
+            return
+        if not self._outbox_scheduled:
+            self._outbox_scheduled = True
+            self.loop.call_soon(self._flush_outbox)
+        self.outbox.setdefault(ident, []).append((obj, fetch))
+
+    def _flush_outbox(self) -> None:
+        self._outbox_scheduled = False
+        outbox, self.outbox = self.outbox, {}
+        for ident, entries in outbox.items():
+            locs, bufs = [], []
+            for obj, fetch in entries:
+                if fetch and not obj.in_store:
+                    locs.append(ObjectLoc(object_id=obj.object_id, size=obj.size, buf=len(bufs),
+                                          is_error=obj.is_error))
+                    bufs.append(obj.data)
+                else:
+                    locs.append(ObjectLoc(object_id=obj.object_id, size=obj.size,
+                                          in_store=obj.in_store and fetch, is_error=obj.is_error))
+            self.send(self.router, [ident], ObjectsReady(objects=locs), bufs)
+
+    def on_get(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        assert isinstance(msg, GetObjects)
+        ident = route[0]
+        for oid in msg.object_ids:
+            obj = self._object(oid)
+            if obj.ready:
+                self._push(ident, obj, msg.fetch)
+            else:
+                obj.waiting_clients.append((ident, msg.fetch))
+
+    def on_put(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        assert isinstance(msg, PutObject)
+        if msg.in_store and msg.object_id not in self.store:
+            raise ValueError(f"object {msg.object_id} was sealed without CreateObject")
+        if not msg.in_store and len(bufs) != 1:
+            raise ValueError(f"inline put of {msg.object_id} needs 1 frame, got {len(bufs)}")
+        client = self.clients.get(route[0])
+        self._seal(msg.object_id, msg.size, None if msg.in_store else bufs[0], msg.in_store, False,
+                   owner=route[0], job_id=client.job_id if client else "")
+
+    def on_create(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        assert isinstance(msg, CreateObject)
+        path = self.store.reserve(msg.object_id, msg.size)
+        self.send(self.router, route, ObjectCreated(req_id=msg.req_id, path=path))
+
+    def on_release(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        assert isinstance(msg, ReleaseObjects)
+        escaped = set(msg.escaped)
+        for oid in msg.object_ids:
+            obj = self.objects.get(oid)
+            if obj is None:
+                continue
+            obj.released = True
+            if oid in escaped:
+                obj.escaped = True
+            self._maybe_free(obj)
+
+    def _maybe_free(self, obj: LocalObject) -> None:
+        if obj.released and obj.ready and not obj.escaped and obj.pins <= 0 \
+                and not obj.waiting_clients:
+            self._free(obj)
+
+    def _free(self, obj: LocalObject) -> None:
+        self.objects.pop(obj.object_id, None)
+        if obj.in_store:
+            self.store.free(obj.object_id)
+            self.gcs.write(OBJECTS, obj.object_id, None)
+
+    # cancellation and blocking ---------------------------------------------
+    def on_cancel(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        assert isinstance(msg, CancelTask)
+        task = self.tasks.get(msg.task_id)
+        if task is None or task.cancelled:
+            return
+        task.cancelled = True
+        if task.worker is None:
+            self.queue.remove(lambda t: t is task)
+            self.infeasible.pop(msg.task_id, None)
+            self._fail(task, TaskCancelledError(
+                f"task {task.spec.function_name} ({msg.task_id[:12]}) was cancelled before it ran"))
+        elif msg.force:
+            self.pool.kill(task.worker)
+        else:
+            try:
+                os.kill(task.worker.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+
+    def on_blocked(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        worker = self.pool.workers.get(route[0])
+        if worker is not None and worker.task is not None and worker.task.resources_held:
+            self.queue.release(worker.task.resources)
+            worker.task.resources_held = False
+            worker.blocked = True
+            self.schedule_soon()
+
+    def on_unblocked(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        worker = self.pool.workers.get(route[0])
+        if worker is not None and worker.task is not None and not worker.task.resources_held:
+            # May oversubscribe for a moment, as the task resumes where it was.
+            self.queue.acquire(worker.task.resources)
+            worker.task.resources_held = True
+            worker.blocked = False
+
+    # workers -------------------------------------------------------------
+    def reap_workers(self) -> None:
+        dead = self.pool.reap()
+        for worker, code in dead:
+            self.clients.pop(worker.worker_id, None)
+            task = worker.task
+            if task is None:
+                if code != 0 and self.status.value == "running":
+                    log.warning("%s: idle worker pid %d %s", self.name, worker.pid, describe_exit(code))
+                continue
+            self._release_resources(task)
+            task.worker = None
+            how = describe_exit(code)
+            if task.cancelled:
+                self._fail(task, TaskCancelledError(
+                    f"task {task.spec.function_name} ({task.spec.task_id[:12]}) was cancelled "
+                    f"(its worker pid {worker.pid} was {how})"))
+            elif task.retries_left > 0:
+                self._retry(task, f"lost its worker pid {worker.pid} ({how})")
+            else:
+                self._fail(task, WorkerCrashedError(
+                    f"the worker (pid {worker.pid}) running task {task.spec.function_name} "
+                    f"({task.spec.task_id[:12]}) {how}; retried {task.spec.attempt} times "
+                    f"(max_retries={task.spec.max_retries}); see its log {worker.log_path}"))
+        if dead:
+            wanted = max(1, int(self.total.get("CPU", 1)))
+            while len(self.pool.workers) < wanted:
+                self.pool.spawn()
+            self.schedule_soon()
+
+    def on_log(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        assert isinstance(msg, LogLines)
+        self.log_pub.send_multipart([msg.job_id.encode(), *wire.encode(msg)], zmq.NOBLOCK)
+
+    # spill-over and heartbeats ---------------------------------------------
+    def _spill(self, task: Task) -> None:
+        if not self.schedulers:
+            log.info("%s: task %s needs %s beyond this node and no global scheduler is known; "
+                     "waiting", self.name, task.spec.task_id[:12], task.resources)
+            return
+        sock = next(iter(self.schedulers.values()))
+        self._next_req += 1
+        self.send(sock, [], PlaceTask(req_id=self._next_req, task_id=task.spec.task_id,
+                                      resources=task.resources))
+
+    def on_placed(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        if not isinstance(msg, TaskPlaced):
+            return
+        task = self.infeasible.get(msg.task_id)
+        if task is None:
+            return
+        if msg.node_id == self.node_id and self.queue.feasible(task.resources):
+            del self.infeasible[msg.task_id]
+            self._enqueue(task)
+        else:
+            log.info("%s: task %s placed on node %s; forwarding between nodes is not available "
+                     "yet, so it waits", self.name, msg.task_id[:12], msg.node_id[:8])
+
+    def discover_schedulers(self) -> None:
+        def found(reply: Message, bufs: list[Any]) -> None:
+            keys = getattr(reply, "keys", [])
+            for key, value in zip(keys, bufs, strict=True):
+                address = json.loads(value)["address"]
+                sched_id = key[len(SCHEDULERS_PREFIX):]
+                if sched_id not in self.schedulers:
+                    sock = self.socket(zmq.DEALER)
+                    sock.connect(address)
+                    self.add_reader(sock, wire.Protocol("sched-replies", SCHED_REPLIES),
+                                    dict.fromkeys(SCHED_REPLIES, self.on_placed), routed=False)
+                    self.loop.add_reader(sock.getsockopt(zmq.FD), self._readers[sock].drain)
+                    self.schedulers[sched_id] = sock
+                    log.info("%s: found global scheduler %s at %s", self.name, sched_id, address)
+                    for task in self.infeasible.values():
+                        self._spill(task)
+            for sched_id in set(self.schedulers) - {k[len(SCHEDULERS_PREFIX):] for k in keys}:
+                sock = self.schedulers.pop(sched_id)
+                self.loop.remove_reader(sock.getsockopt(zmq.FD))
+                del self._readers[sock]
+                sock.close(0)
+                self._sockets.remove(sock)
+
+        from zray.common.messages.gcs import GcsScan
+
+        self.gcs.request(lambda r: GcsScan(req_id=r, table=KV, prefix=SCHEDULERS_PREFIX), (), found)
+
+    def heartbeat(self) -> None:
+        if not self.schedulers:
+            return
+        beat = NodeHeartbeat(node_id=self.node_id, address=self.local_address,
+                             resources_total=self.total, resources_available=self.queue.available,
+                             queue_len=len(self.queue), store_used=self.store.used,
+                             store_capacity=self.store.capacity)
+        for sock in self.schedulers.values():
+            self.send(sock, [], beat)
+
+    def node_info(self, alive: bool = True) -> NodeInfo:
+        now = time.time()
+        return NodeInfo(
+            node_id=self.node_id, node_name=self.settings.node_name or socket.gethostname(),
+            host=socket.gethostname(), address=self.settings.address,
+            local_address=self.local_address, store_dir=self.store_dir,
+            session_dir=self.session_dir, pid=os.getpid(), alive=alive, start_time=self.started,
+            heartbeat_time=now, resources_total=self.total,
+            resources_available=dict(self.queue.available), store_used=self.store.used,
+            store_capacity=self.store.capacity, num_objects=len(self.objects),
+            tasks_queued=len(self.queue) + sum(1 for t in self.tasks.values() if t.missing),
+            tasks_running=sum(1 for w in self.pool.workers.values() if w.task is not None),
+            tasks_finished=self.counters["finished"], tasks_failed=self.counters["failed"],
+            workers=len(self.pool.workers))
+
+    def publish_node(self) -> None:
+        self.gcs.write(NODES, self.node_id, self.node_info().model_dump_json().encode())
+
+    def on_stats(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        assert isinstance(msg, NodeStatsRequest)
+        stats: dict[str, object] = {**self.node_info().model_dump(), **self.counters,
+                                    "infeasible": len(self.infeasible)}
+        self.send(self.router, route, NodeStatsReply(req_id=msg.req_id, stats=stats))
+
+    def on_close(self) -> None:
+        self.pool.stop_all()
+        self.store.destroy()
+        self.gcs.write(NODES, self.node_id, self.node_info(alive=False).model_dump_json().encode())
+        self.gcs.flush()
+        # Give the final node record a moment to leave; other sockets do not linger.
+        self.gcs.sock.setsockopt(zmq.LINGER, 500)

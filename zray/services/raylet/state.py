@@ -1,0 +1,47 @@
+"""The raylet's records of tasks, objects and clients."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from zray.common.messages.task import TaskSpec
+
+
+@dataclass(eq=False, slots=True)
+class Task:
+    spec: TaskSpec
+    bufs: list[Any]
+    owner: bytes
+    resources: dict[str, float]
+    missing: int = 0
+    worker: Any = None
+    retries_left: int = 0
+    cancelled: bool = False
+    resources_held: bool = False
+    dispatched_at: float = 0.0
+
+
+@dataclass(eq=False, slots=True)
+class LocalObject:
+    object_id: str
+    ready: bool = False
+    size: int = 0
+    data: Any = None
+    in_store: bool = False
+    is_error: bool = False
+    owner: bytes | None = None
+    job_id: str = ""
+    waiting_tasks: list[Task] = field(default_factory=list)
+    waiting_clients: list[tuple[bytes, bool]] = field(default_factory=list)
+    pins: int = 0
+    released: bool = False
+    escaped: bool = False
+
+
+@dataclass(eq=False, slots=True)
+class Client:
+    route: bytes
+    pid: int
+    is_driver: bool
+    job_id: str

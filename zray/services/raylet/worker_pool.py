@@ -1,0 +1,117 @@
+"""Worker processes of one raylet: started ahead of need, reused, reaped.
+
+Workers are `python -m zray.client.worker`; each dies with its raylet
+(PR_SET_PDEATHSIG, set by the worker itself at start).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class WorkerProc:
+    worker_id: bytes
+    proc: subprocess.Popen[bytes]
+    log_path: str
+    registered: bool = False
+    task: Any = None
+    blocked: bool = False
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        sig = signal.Signals(-returncode)
+        hint = " (killed by the OS, possibly for lack of memory)" if sig is signal.SIGKILL else ""
+        return f"killed by {sig.name}{hint}"
+    return f"exited with code {returncode}"
+
+
+class WorkerPool:
+    def __init__(self, raylet_address: str, log_dir: str, env: dict[str, str]) -> None:
+        self.raylet_address = raylet_address
+        self.log_dir = log_dir
+        self.env = env
+        self.workers: dict[bytes, WorkerProc] = {}
+        self.idle: list[WorkerProc] = []
+        self.starting = 0
+        os.makedirs(log_dir, exist_ok=True)
+
+    def spawn(self) -> WorkerProc:
+        worker_id = os.urandom(16)
+        log_path = os.path.join(self.log_dir, f"worker-{worker_id.hex()[:12]}.log")
+        env = dict(os.environ, **self.env, ZRAY_RAYLET_ADDRESS=self.raylet_address,
+                   ZRAY_WORKER_ID=worker_id.hex(), ZRAY_RAYLET_PID=str(os.getpid()))
+        with open(log_path, "ab") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "zray.client.worker"], env=env,
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        worker = WorkerProc(worker_id, proc, log_path)
+        self.workers[worker_id] = worker
+        self.starting += 1
+        return worker
+
+    def registered(self, worker_id: bytes) -> WorkerProc | None:
+        worker = self.workers.get(worker_id)
+        if worker is not None and not worker.registered:
+            worker.registered = True
+            self.starting -= 1
+            self.idle.append(worker)
+        return worker
+
+    def take_idle(self) -> WorkerProc | None:
+        return self.idle.pop() if self.idle else None
+
+    def give_back(self, worker: WorkerProc) -> None:
+        worker.task = None
+        worker.blocked = False
+        if worker.worker_id in self.workers:
+            self.idle.append(worker)
+
+    def reap(self) -> list[tuple[WorkerProc, int]]:
+        dead = []
+        for worker in list(self.workers.values()):
+            code = worker.proc.poll()
+            if code is not None:
+                dead.append((worker, code))
+                self._forget(worker)
+        return dead
+
+    def _forget(self, worker: WorkerProc) -> None:
+        self.workers.pop(worker.worker_id, None)
+        if worker in self.idle:
+            self.idle.remove(worker)
+        if not worker.registered:
+            self.starting -= 1
+
+    def kill(self, worker: WorkerProc, sig: int = signal.SIGKILL) -> None:
+        try:
+            worker.proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+    def stop_all(self, timeout: float = 2.0) -> None:
+        for worker in self.workers.values():
+            self.kill(worker, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for worker in self.workers.values():
+            try:
+                worker.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                worker.proc.kill()
+                worker.proc.wait()
+        self.workers.clear()
+        self.idle.clear()
