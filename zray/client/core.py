@@ -42,7 +42,9 @@ from zray.common.messages.raylet import (
     PutObject,
     RegisterClient,
     ReleaseObjects,
+    FinishedTask,
     SubmitTask,
+    TaskFinished,
     WorkerBlocked,
     WorkerUnblocked,
 )
@@ -54,6 +56,9 @@ log = logging.getLogger(__name__)
 
 _PROTOCOL = wire.Protocol("raylet-client", RAYLET_TO_CLIENT)
 PUT_FLAG = 0x8000_0000
+_NOBLOCK = int(zmq.NOBLOCK)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 
 
 class _Result:
@@ -86,6 +91,9 @@ class CoreClient:
         self.escaped: set[str] = set()
         self.to_escape: list[str] = []
         self.exported: set[str] = set()
+        self.finished: list[FinishedTask] = []
+        self.finished_bufs: list[Any] = []
+        self.blocked = False
         self._next_req = 0
         self.closed = False
         reg = self._register(job_id, connect_timeout)
@@ -112,7 +120,7 @@ class CoreClient:
 
     def send(self, msg: Message, buffers: Sequence[Any] = ()) -> None:
         self._flush_refs()
-        self.sock.send_multipart(wire.encode(msg, buffers), copy=False)
+        self.sock.send_multipart(wire.encode(msg, buffers))
 
     def request(self, build: Any, buffers: Sequence[Any] = (), timeout: float = 60.0,
                 resend: bool = False) -> Message:
@@ -144,11 +152,9 @@ class CoreClient:
         if not self.sock.poll(ms):
             return False
         while True:
-            try:
-                frames = self.sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
+            if not self.sock.getsockopt(_EVENTS) & _POLLIN:
                 return True
-            self._handle(frames)
+            self._handle(self.sock.recv_multipart(_NOBLOCK))
 
     def _handle(self, frames: list[bytes]) -> None:
         msg, bufs = _PROTOCOL.decode(frames)
@@ -159,6 +165,9 @@ class CoreClient:
                 self.expected.discard(oid)
                 if loc.buf >= 0 or loc.in_store:
                     self.results[oid] = _Result(loc, bufs[loc.buf] if loc.buf >= 0 else None)
+        elif isinstance(msg, ExecuteTask) and self.blocked:
+            # Queued behind a task that now waits in get: hand it back to be run elsewhere.
+            self.send(WorkerBlocked(returned=[msg.spec.task_id]))
         elif isinstance(msg, (ExecuteTask, ExitWorker)):
             self.tasks_inbox.append((msg, bufs))
         else:
@@ -193,7 +202,7 @@ class CoreClient:
         escaped, self.to_escape = self.to_escape, []
         if released or escaped:
             self.sock.send_multipart(wire.encode(
-                ReleaseObjects(object_ids=released, escaped=escaped)), copy=False)
+                ReleaseObjects(object_ids=released, escaped=escaped)))
 
     def _note_escaped(self, refs: list[str]) -> None:
         for oid in refs:
@@ -304,8 +313,11 @@ class CoreClient:
         deadline = None if timeout is None else time.monotonic() + timeout
         blocked = False
         if not self.is_driver:
-            self.send(WorkerBlocked())
-            blocked = True
+            self.flush_finished()
+            returned = [m.spec.task_id for m, _ in self.tasks_inbox if isinstance(m, ExecuteTask)]
+            self.tasks_inbox = [(m, b) for m, b in self.tasks_inbox if not isinstance(m, ExecuteTask)]
+            self.send(WorkerBlocked(returned=returned))
+            self.blocked = blocked = True
         try:
             while not done():
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -316,13 +328,22 @@ class CoreClient:
             return True
         finally:
             if blocked:
+                self.blocked = False
                 self.send(WorkerUnblocked())
 
     def get(self, refs: Sequence[ObjectRef], timeout: float | None) -> list[Any]:
         oids = [r.hex() for r in refs]
         self._request_missing(oids, fetch=True)
         results = self.results
-        if not self._wait_until(lambda: all(o in results for o in oids), timeout):
+        pending = [o for o in oids if o not in results]
+
+        def arrived() -> bool:
+            # Scan from the end and trim: each id is checked once when it arrives.
+            while pending and pending[-1] in results:
+                pending.pop()
+            return not pending
+
+        if not self._wait_until(arrived, timeout):
             missing = sum(1 for o in oids if o not in results)
             raise GetTimeoutError(f"get timed out after {timeout}s: {missing} of {len(oids)} "
                                   f"objects not ready")
@@ -374,11 +395,28 @@ class CoreClient:
         return done, pending
 
     # worker side -----------------------------------------------------------
-    def next_task(self) -> tuple[Message, list[Any]]:
+    def next_task(self, flush_after: float) -> tuple[Message, list[Any]]:
+        """The next task to run; buffered results go out before any wait."""
+        if not self.tasks_inbox:
+            self._pump(0)
+        if not self.tasks_inbox or (self.finished and time.monotonic() > flush_after):
+            self.flush_finished()
         while not self.tasks_inbox:
             self._flush_refs()
             self._pump(None)
         return self.tasks_inbox.pop(0)
+
+    def add_finished(self, result: FinishedTask) -> None:
+        """Buffer a result; its ObjectLoc.buf values index `finished_bufs`."""
+        self.finished.append(result)
+        if len(self.finished) >= 64:
+            self.flush_finished()
+
+    def flush_finished(self) -> None:
+        if self.finished:
+            results, bufs = self.finished, self.finished_bufs
+            self.finished, self.finished_bufs = [], []
+            self.send(TaskFinished(results=results), bufs)
 
     def close(self) -> None:
         if self.closed:

@@ -12,18 +12,32 @@ import sys
 import traceback
 from typing import Any
 
+import time
+
 import cloudpickle
+import zmq
 
 from zray.client import api
 from zray.client.core import CoreClient
 from zray.client.output import LogForwarder
-from zray.common import serialization
-from zray.common.errors import TaskCancelledError, TaskError, ZrayError
+from zray.common import serialization, wire
+from zray.common.errors import ProtocolError, TaskCancelledError, TaskError, ZrayError
 from zray.common.ids import TaskID
-from zray.common.messages.raylet import ExecuteTask, ExitWorker, TaskFinished
+from zray.common.messages.raylet import (
+    CancelTask,
+    ExecuteTask,
+    ExitWorker,
+    FinishedTask,
+    WorkerBlocked,
+)
 from zray.common.messages.task import ObjectLoc
+from zray.common.sockets import configure
 
 PR_SET_PDEATHSIG = 1
+CONTROL_SUFFIX = b"/ctl"
+# Results of back-to-back short tasks go out together, at most this late.
+RESULT_BATCH_SECONDS = 0.002
+_CONTROL = wire.Protocol("worker-control", [CancelTask])
 
 
 def _die_with_parent() -> None:
@@ -40,6 +54,29 @@ class Worker:
     def __init__(self, client: CoreClient) -> None:
         self.client = client
         self.functions: dict[str, Any] = {}
+        self.cancelled: set[str] = set()
+        self.running = ""
+        # Cancel requests arrive on their own socket so the SIGINT handler can
+        # read them without touching the main socket mid-message.
+        self.control = configure(client.ctx.socket(zmq.DEALER),
+                                 identity=client.worker_id + CONTROL_SUFFIX)
+        self.control.connect(client.raylet_address)
+        signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _read_control(self, wait_ms: int) -> None:
+        while self.control.poll(wait_ms):
+            wait_ms = 0
+            try:
+                msg, _ = _CONTROL.decode(self.control.recv_multipart())
+            except ProtocolError:
+                continue
+            if isinstance(msg, CancelTask):
+                self.cancelled.add(msg.task_id)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self._read_control(200)
+        if self.running and self.running in self.cancelled:
+            raise KeyboardInterrupt
 
     def load_function(self, function_id: str) -> Any:
         fn = self.functions.get(function_id)
@@ -51,14 +88,19 @@ class Worker:
         return fn
 
     def run_forever(self) -> None:
+        flush_after = 0.0
         while True:
             try:
-                msg, bufs = self.client.next_task()
+                msg, bufs = self.client.next_task(flush_after)
             except KeyboardInterrupt:
                 continue  # a cancel that arrived after its task ended
             if isinstance(msg, ExitWorker):
+                self.client.flush_finished()
                 return
             assert isinstance(msg, ExecuteTask)
+            if not self.client.finished:
+                flush_after = time.monotonic() + RESULT_BATCH_SECONDS
+            self._read_control(0)
             self.execute(msg, bufs)
 
     def execute(self, msg: ExecuteTask, bufs: list[Any]) -> None:
@@ -72,34 +114,43 @@ class Worker:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in msg.gpu_ids)
         app_error = cancelled = False
         try:
+            if spec.task_id in self.cancelled:
+                raise KeyboardInterrupt
+            self.running = spec.task_id
             error_payload, args, kwargs = self._arguments(msg, bufs)
             if error_payload is not None:
-                returns, out = self._error_returns(spec.task_id, spec.num_returns, error_payload)
+                returns = self._error_returns(spec.task_id, spec.num_returns, error_payload,
+                                              client.finished_bufs)
                 app_error = True
             else:
-                try:
-                    fn = self.load_function(spec.function_id)
-                    result = fn(*args, **kwargs)
-                    values = self._split(result, spec.num_returns, spec.function_name)
-                    returns, out = self._store_returns(spec.task_id, values)
-                except KeyboardInterrupt:
-                    cancelled = True
-                    err = TaskCancelledError(f"task {spec.function_name} ({spec.task_id[:12]}) "
-                                             f"was cancelled while running")
-                    returns, out = self._error_returns(
-                        spec.task_id, spec.num_returns, serialization.serialize_error(err).to_bytes())
-                except Exception as exc:
-                    app_error = True
-                    err = TaskError(spec.function_name, traceback.format_exc(), exc, os.getpid(),
-                                    client.node_id)
-                    returns, out = self._error_returns(
-                        spec.task_id, spec.num_returns, serialization.serialize_error(err).to_bytes())
+                fn = self.load_function(spec.function_id)
+                result = fn(*args, **kwargs)
+                self.running = ""
+                values = self._split(result, spec.num_returns, spec.function_name)
+                # After the call: a nested get may have flushed and replaced the buffer.
+                returns = self._store_returns(spec.task_id, values, client.finished_bufs)
+        except KeyboardInterrupt:
+            cancelled = True
+            err: BaseException = TaskCancelledError(
+                f"task {spec.function_name} ({spec.task_id[:12]}) was cancelled")
+            returns = self._error_returns(spec.task_id, spec.num_returns,
+                                          serialization.serialize_error(err).to_bytes(),
+                                          client.finished_bufs)
+        except Exception as exc:
+            app_error = True
+            err = TaskError(spec.function_name, traceback.format_exc(), exc, os.getpid(),
+                            client.node_id)
+            returns = self._error_returns(spec.task_id, spec.num_returns,
+                                          serialization.serialize_error(err).to_bytes(),
+                                          client.finished_bufs)
         finally:
+            self.running = ""
+            self.cancelled.discard(spec.task_id)
             client.current_function = ""
             sys.stdout.flush()
             sys.stderr.flush()
-        client.send(TaskFinished(task_id=spec.task_id, returns=returns, app_error=app_error,
-                                 cancelled=cancelled), out)
+        client.add_finished(FinishedTask(task_id=spec.task_id, returns=returns, app_error=app_error,
+                                         cancelled=cancelled))
 
     def _arguments(self, msg: ExecuteTask, bufs: list[Any]) -> tuple[Any, list[Any], dict[str, Any]]:
         args: list[Any] = []
@@ -129,9 +180,8 @@ class Worker:
             raise ValueError(f"task {name} declared num_returns={num_returns} but returned {got}")
         return list(result)
 
-    def _store_returns(self, task_id: str, values: list[Any]) -> tuple[list[ObjectLoc], list[Any]]:
+    def _store_returns(self, task_id: str, values: list[Any], out: list[Any]) -> list[ObjectLoc]:
         locs: list[ObjectLoc] = []
-        out: list[Any] = []
         for i, value in enumerate(values, start=1):
             oid = f"{task_id}{i:08x}"
             ser = self.client.serialize_value(value)
@@ -141,18 +191,18 @@ class Worker:
                 data = ser.to_bytes()
                 locs.append(ObjectLoc(object_id=oid, size=len(data), buf=len(out)))
                 out.append(data)
-        return locs, out
+        return locs
 
     @staticmethod
-    def _error_returns(task_id: str, num_returns: int, payload: bytes) -> tuple[list[ObjectLoc], list[Any]]:
-        locs = [ObjectLoc(object_id=f"{task_id}{i:08x}", size=len(payload), buf=0, is_error=True)
+    def _error_returns(task_id: str, num_returns: int, payload: bytes, out: list[Any]) -> list[ObjectLoc]:
+        index = len(out)
+        out.append(payload)
+        return [ObjectLoc(object_id=f"{task_id}{i:08x}", size=len(payload), buf=index, is_error=True)
                 for i in range(1, num_returns + 1)]
-        return locs, [payload]
 
 
 def main() -> None:
     _die_with_parent()
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     worker_id = bytes.fromhex(os.environ["ZRAY_WORKER_ID"])
     client = CoreClient(os.environ["ZRAY_RAYLET_ADDRESS"], worker_id, is_driver=False)

@@ -75,5 +75,5 @@ class RayletSettings(Settings):
     object_store_memory: int | None = None
     inline_limit: int = INLINE_LIMIT
     heartbeat_interval: float = 0.5
-    max_workers_per_cpu: int = 4
+    max_workers_per_cpu: int = 32
     prestart_workers: bool = True

@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[list[bytes], Message, list[Any]], None]
 DRAIN_BATCH = 2000
+# Plain ints: pyzmq's enum flags cost microseconds per call on the hot path.
+NOBLOCK = int(zmq.NOBLOCK)
+POLLIN = int(zmq.POLLIN)
+EVENTS = int(zmq.EVENTS)
 
 
 class Status(enum.Enum):
@@ -47,18 +51,22 @@ class Reader:
         self.bad_messages = 0
 
     def drain(self) -> None:
+        """Event-loop callback: handle what is waiting, then settle the service."""
+        self.drain_batch()
+        self.service.settle()
+
+    def drain_batch(self) -> None:
         sock = self.sock
-        for _ in range(DRAIN_BATCH):
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            except zmq.ZMQError as exc:
-                if self.service.status is Status.running:
-                    log.warning("%s: recv failed: %s", self.service.name, exc)
-                return
-            self.handle(frames)
-        self.service.loop.call_soon(self.drain)
+        try:
+            for _ in range(DRAIN_BATCH):
+                if not sock.getsockopt(EVENTS) & POLLIN:
+                    return
+                self.handle(sock.recv_multipart(NOBLOCK))
+        except zmq.ZMQError as exc:
+            if self.service.status is Status.running:
+                log.warning("%s: recv failed: %s", self.service.name, exc)
+            return
+        self.service.loop.call_soon(self.drain)  # more waiting: let other sockets have a turn
 
     def handle(self, frames: list[bytes]) -> None:
         start = wire.split_routing(frames) if self.routed else 0
@@ -97,7 +105,7 @@ class Service:
         self._readers: dict[zmq.Socket[Any], Reader] = {}
         self._sockets: list[zmq.Socket[Any]] = []
         self._dirty: set[zmq.Socket[Any]] = set()
-        self._flush_scheduled = False
+        self._after: list[Callable[[], None]] = []
         self._periodic: list[tuple[float, Callable[[], Any]]] = []
         self._stopped = asyncio.Event()
         self._close_reason = ""
@@ -118,7 +126,7 @@ class Service:
     def send(self, sock: zmq.Socket[Any], routing: list[bytes], msg: Message,
              buffers: list[Any] | tuple[Any, ...] = ()) -> None:
         try:
-            sock.send_multipart([*routing, *wire.encode(msg, buffers)], zmq.NOBLOCK, copy=False)
+            sock.send_multipart([*routing, *wire.encode(msg, buffers)], NOBLOCK)
         except zmq.ZMQError as exc:
             log.warning("%s: send of %s failed: %s", self.name, msg.kind, exc)
         self._mark_dirty(sock)
@@ -126,15 +134,31 @@ class Service:
     def _mark_dirty(self, sock: zmq.Socket[Any]) -> None:
         if sock in self._readers:
             self._dirty.add(sock)
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                self.loop.call_soon(self._drain_dirty)
 
-    def _drain_dirty(self) -> None:
-        self._flush_scheduled = False
-        dirty, self._dirty = self._dirty, set()
-        for sock in dirty:
-            self._readers[sock].drain()
+    def after_batch(self, job: Callable[[], None]) -> None:
+        """Run `job` once after the messages being handled now (coalesces work)."""
+        self._after.append(job)
+
+    def settle(self) -> None:
+        """Run deferred jobs and re-drain sockets that were sent on, until quiet.
+
+        Done in place rather than through call_soon: each loop turn costs an
+        epoll call, and this is on every task's path.
+        """
+        for _ in range(100):
+            while self._after:
+                jobs, self._after = self._after, []
+                for job in jobs:
+                    try:
+                        job()
+                    except Exception:
+                        log.exception("%s: deferred job failed", self.name)
+            if not self._dirty:
+                return
+            dirty, self._dirty = self._dirty, set()
+            for sock in dirty:
+                self._readers[sock].drain_batch()
+        self.loop.call_soon(self.settle)
 
     # periodic jobs -------------------------------------------------------
     def every(self, interval: float, job: Callable[[], Any]) -> None:
@@ -149,6 +173,7 @@ class Service:
                     await result
             except Exception:
                 log.exception("%s: periodic job %s failed", self.name, getattr(job, "__name__", job))
+            self.settle()
 
     # lifecycle -----------------------------------------------------------
     def setup(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from zray.common.messages.base import ErrorReply, Message
-from zray.common.messages.task import ObjectLoc, TaskSpec
+from zray.common.messages.task import ObjectLoc, Record, TaskSpec
 
 
 class RegisterClient(Message):
@@ -88,9 +88,11 @@ class CancelTask(Message):
 
 
 class WorkerBlocked(Message):
-    """The worker's task waits in `get`: its CPU may go to another task."""
+    """The worker's task waits in `get`: its CPU may go to another task, and
+    the tasks queued behind it (`returned`) go back to the raylet."""
 
     kind: Literal["WorkerBlocked"] = "WorkerBlocked"
+    returned: list[str] = []
 
 
 class WorkerUnblocked(Message):
@@ -106,12 +108,18 @@ class ExecuteTask(Message):
     gpu_ids: list[int] = []
 
 
-class TaskFinished(Message):
-    kind: Literal["TaskFinished"] = "TaskFinished"
+class FinishedTask(Record):
     task_id: str
     returns: list[ObjectLoc]
     app_error: bool = False
     cancelled: bool = False
+
+
+class TaskFinished(Message):
+    """Results of one or more tasks; `ObjectLoc.buf` indexes this message's frames."""
+
+    kind: Literal["TaskFinished"] = "TaskFinished"
+    results: list[FinishedTask]
 
 
 class LogLines(Message):

@@ -64,7 +64,7 @@ class GcsClient:
             self._next_id += 1
             req_id = self._next_id
             request = build(req_id)
-            self._sock.send_multipart(wire.encode(request, buffers), copy=False)
+            self._sock.send_multipart(wire.encode(request, buffers))
             attempt_end = min(deadline, time.monotonic() + attempt_timeout)
             while (remaining := attempt_end - time.monotonic()) > 0:
                 if not self._sock.poll(int(remaining * 1000) + 1):
@@ -162,7 +162,7 @@ class ServiceGcs:
 
     def _send(self, frames: list[Any]) -> None:
         try:
-            self.sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
+            self.sock.send_multipart(frames, zmq.NOBLOCK)
         except zmq.Again:
             pass  # resent by _resend_overdue
         self.service._mark_dirty(self.sock)
@@ -171,7 +171,7 @@ class ServiceGcs:
               on_done: Callable[[], None] | None = None) -> None:
         """Queue a put (or delete when value is None); sent once per loop turn."""
         if not self._batch:
-            self.service.loop.call_soon(self.flush)
+            self.service.after_batch(self.flush)
         self._batch.append((table, key, value))
         if on_done is not None:
             self._batch_callbacks.append(on_done)

@@ -81,7 +81,7 @@ class GcsShard(Service):
         self._pending.append((routing, msg, buffers))
         if not self._commit_scheduled:
             self._commit_scheduled = True
-            self.loop.call_soon(self._commit)
+            self.after_batch(self._commit)
 
     def _commit(self) -> None:
         self._commit_scheduled = False

@@ -61,6 +61,8 @@ from zray.services.raylet.worker_pool import WorkerPool, WorkerProc, describe_ex
 log = logging.getLogger(__name__)
 
 SCHEDULERS_PREFIX = "scheduler:"
+PIPELINE_DEPTH = 8
+CONTROL_SUFFIX = b"/ctl"
 
 
 class Raylet(Service):
@@ -220,33 +222,52 @@ class Raylet(Service):
     def schedule_soon(self) -> None:
         if not self._schedule_scheduled:
             self._schedule_scheduled = True
-            self.loop.call_soon(self.schedule)
+            self.after_batch(self.schedule)
 
     def schedule(self) -> None:
         self._schedule_scheduled = False
-        while len(self.queue) and self.pool.idle:
-            batch = self.queue.pop_dispatchable(len(self.pool.idle))
+        queue = self.queue
+        while len(queue) and self.pool.idle:
+            batch = queue.pop_dispatchable(len(self.pool.idle))
             if not batch:
                 break
             for task in batch:
                 worker = self.pool.take_idle()
                 assert worker is not None
-                self._dispatch(task, worker)
-        if len(self.queue) and not self.pool.idle:
+                worker.lease = task.resources
+                worker.lease_held = True
+                self._send_task(task, worker)
+        if len(queue):
+            self._pipeline()
+        if len(queue) and not self.pool.idle:
             self._maybe_spawn()
+
+    def _pipeline(self) -> None:
+        """Queue more tasks of the same shape behind busy workers' running ones,
+        so a worker never waits for a round trip between short tasks."""
+        busy = [w for w in self.pool.workers.values()
+                if w.tasks and w.lease is not None and w.lease_held and not w.blocked]
+        if not busy:
+            return
+        depth = min(PIPELINE_DEPTH, len(self.queue) // len(busy) + 1)
+        for worker in busy:
+            room = depth - len(worker.tasks)
+            if room > 0 and worker.lease is not None:
+                for task in self.queue.pop_shape(worker.lease, room):
+                    self._send_task(task, worker)
 
     def _maybe_spawn(self) -> None:
         # Start a worker when a CPU is free but every worker is busy (some block in get).
         free_cpu = self.queue.available.get("CPU", 0.0)
         limit = max(1, int(self.total.get("CPU", 1))) * self.settings.max_workers_per_cpu
-        if self.pool.starting < max(1, math.floor(free_cpu)) and len(self.pool.workers) < limit:
+        if free_cpu >= 1 and self.pool.starting < math.floor(free_cpu) \
+                and len(self.pool.workers) < limit:
             self.pool.spawn()
 
-    def _dispatch(self, task: Task, worker: WorkerProc) -> None:
+    def _send_task(self, task: Task, worker: WorkerProc) -> None:
         task.worker = worker
-        task.resources_held = True
         task.dispatched_at = time.monotonic()
-        worker.task = task
+        worker.tasks.append(task)
         bufs = list(task.bufs)
         arg_objects = []
         for arg in task.spec.args:
@@ -261,37 +282,51 @@ class Raylet(Service):
                                              is_error=obj.is_error))
                 bufs.append(obj.data)
         gpus = int(task.resources.get("GPU", 0))
-        gpu_ids = [self.free_gpus.pop() for _ in range(min(gpus, len(self.free_gpus)))]
-        worker.gpu_ids = gpu_ids  # type: ignore[attr-defined]
+        if gpus and not worker.gpu_ids:
+            worker.gpu_ids = [self.free_gpus.pop() for _ in range(min(gpus, len(self.free_gpus)))]
         self.send(self.router, [worker.worker_id],
-                  ExecuteTask(spec=task.spec, arg_objects=arg_objects, gpu_ids=gpu_ids), bufs)
+                  ExecuteTask(spec=task.spec, arg_objects=arg_objects, gpu_ids=worker.gpu_ids), bufs)
 
-    def _release_resources(self, task: Task) -> None:
-        if task.resources_held:
-            self.queue.release(task.resources)
-            task.resources_held = False
+    def _detach(self, task: Task) -> WorkerProc | None:
+        """Take a task off its worker; an emptied worker releases its lease and goes idle."""
         worker = task.worker
-        if worker is not None:
-            self.free_gpus.extend(getattr(worker, "gpu_ids", []))
-            worker.gpu_ids = []
+        task.worker = None
+        if worker is None:
+            return None
+        try:
+            worker.tasks.remove(task)
+        except ValueError:
+            pass
+        if not worker.tasks:
+            self._release_lease(worker)
+            if worker.worker_id in self.pool.workers:
+                self.pool.give_back(worker)
+        return worker
+
+    def _release_lease(self, worker: WorkerProc) -> None:
+        if worker.lease is not None and worker.lease_held:
+            self.queue.release(worker.lease)
+        worker.lease_held = False
+        worker.lease = None
+        self.free_gpus.extend(worker.gpu_ids)
+        worker.gpu_ids = []
 
     def on_task_finished(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
         assert isinstance(msg, TaskFinished)
         worker = self.pool.workers.get(route[0])
-        task = self.tasks.get(msg.task_id)
-        if worker is None or task is None or task.worker is not worker:
-            log.warning("%s: stale result for task %s ignored", self.name, msg.task_id[:12])
-            return
-        self._release_resources(task)
-        self.pool.give_back(worker)
-        task.worker = None
-        if msg.app_error and task.spec.retry_exceptions and task.retries_left > 0 \
-                and not task.cancelled:
-            self._retry(task, "raised an exception")
-        else:
-            if msg.app_error:
-                self.counters["failed"] += 1
-            self._complete(task, msg.returns, bufs)
+        for result in msg.results:
+            task = self.tasks.get(result.task_id)
+            if worker is None or task is None or task.worker is not worker:
+                log.warning("%s: stale result for task %s ignored", self.name, result.task_id[:12])
+                continue
+            self._detach(task)
+            if result.app_error and task.spec.retry_exceptions and task.retries_left > 0 \
+                    and not task.cancelled:
+                self._retry(task, "raised an exception")
+            else:
+                if result.app_error:
+                    self.counters["failed"] += 1
+                self._complete(task, result.returns, bufs)
         self.schedule_soon()
 
     def _retry(self, task: Task, why: str) -> None:
@@ -355,7 +390,7 @@ class Raylet(Service):
             return
         if not self._outbox_scheduled:
             self._outbox_scheduled = True
-            self.loop.call_soon(self._flush_outbox)
+            self.after_batch(self._flush_outbox)
         self.outbox.setdefault(ident, []).append((obj, fetch))
 
     def _flush_outbox(self) -> None:
@@ -428,64 +463,90 @@ class Raylet(Service):
         if task is None or task.cancelled:
             return
         task.cancelled = True
-        if task.worker is None:
+        worker = task.worker
+        if worker is None:
             self.queue.remove(lambda t: t is task)
             self.infeasible.pop(msg.task_id, None)
             self._fail(task, TaskCancelledError(
                 f"task {task.spec.function_name} ({msg.task_id[:12]}) was cancelled before it ran"))
-        elif msg.force:
-            self.pool.kill(task.worker)
+        elif msg.force and worker.task is task:
+            self.pool.kill(worker)
         else:
-            try:
-                os.kill(task.worker.pid, signal.SIGINT)
-            except ProcessLookupError:
-                pass
+            # The worker skips it if not started yet, or interrupts it if running.
+            self.send(self.router, [worker.worker_id + CONTROL_SUFFIX], msg)
+            if worker.task is task:
+                try:
+                    os.kill(worker.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
 
     def on_blocked(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        assert isinstance(msg, WorkerBlocked)
         worker = self.pool.workers.get(route[0])
-        if worker is not None and worker.task is not None and worker.task.resources_held:
-            self.queue.release(worker.task.resources)
-            worker.task.resources_held = False
+        if worker is None:
+            return
+        for task_id in msg.returned:
+            task = self.tasks.get(task_id)
+            if task is not None and task.worker is worker:
+                worker.tasks.remove(task)
+                task.worker = None
+                self.queue.push(task, task.resources, front=True)
+        if worker.tasks and not worker.blocked:
             worker.blocked = True
-            self.schedule_soon()
+            if worker.lease is not None and worker.lease_held:
+                self.queue.release(worker.lease)
+                worker.lease_held = False
+        self.schedule_soon()
 
     def on_unblocked(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
         worker = self.pool.workers.get(route[0])
-        if worker is not None and worker.task is not None and not worker.task.resources_held:
-            # May oversubscribe for a moment, as the task resumes where it was.
-            self.queue.acquire(worker.task.resources)
-            worker.task.resources_held = True
+        if worker is not None and worker.blocked:
             worker.blocked = False
+            if worker.lease is not None and not worker.lease_held:
+                # May oversubscribe for a moment, as the task resumes where it was.
+                self.queue.acquire(worker.lease)
+                worker.lease_held = True
 
     # workers -------------------------------------------------------------
     def reap_workers(self) -> None:
         dead = self.pool.reap()
         for worker, code in dead:
             self.clients.pop(worker.worker_id, None)
-            task = worker.task
-            if task is None:
+            tasks = list(worker.tasks)
+            if not tasks:
                 if code != 0 and self.status.value == "running":
                     log.warning("%s: idle worker pid %d %s", self.name, worker.pid, describe_exit(code))
                 continue
-            self._release_resources(task)
-            task.worker = None
-            how = describe_exit(code)
-            if task.cancelled:
-                self._fail(task, TaskCancelledError(
-                    f"task {task.spec.function_name} ({task.spec.task_id[:12]}) was cancelled "
-                    f"(its worker pid {worker.pid} was {how})"))
-            elif task.retries_left > 0:
-                self._retry(task, f"lost its worker pid {worker.pid} ({how})")
-            else:
-                self._fail(task, WorkerCrashedError(
-                    f"the worker (pid {worker.pid}) running task {task.spec.function_name} "
-                    f"({task.spec.task_id[:12]}) {how}; retried {task.spec.attempt} times "
-                    f"(max_retries={task.spec.max_retries}); see its log {worker.log_path}"))
+            self._release_lease(worker)
+            worker.tasks.clear()
+            for task in tasks:
+                task.worker = None
+            head, queued = tasks[0], tasks[1:]
+            for task in reversed(queued):  # never started: back to the front, no retry spent
+                if task.cancelled:
+                    self._fail(task, TaskCancelledError(
+                        f"task {task.spec.function_name} ({task.spec.task_id[:12]}) was cancelled"))
+                else:
+                    self._enqueue(task, front=True)
+            self._worker_lost(head, worker, describe_exit(code))
         if dead:
             wanted = max(1, int(self.total.get("CPU", 1)))
             while len(self.pool.workers) < wanted:
                 self.pool.spawn()
             self.schedule_soon()
+
+    def _worker_lost(self, task: Task, worker: WorkerProc, how: str) -> None:
+        if task.cancelled:
+            self._fail(task, TaskCancelledError(
+                f"task {task.spec.function_name} ({task.spec.task_id[:12]}) was cancelled; "
+                f"its worker pid {worker.pid} was stopped"))
+        elif task.retries_left > 0:
+            self._retry(task, f"lost its worker pid {worker.pid} ({how})")
+        else:
+            self._fail(task, WorkerCrashedError(
+                f"the worker (pid {worker.pid}) running task {task.spec.function_name} "
+                f"({task.spec.task_id[:12]}) {how}; retried {task.spec.attempt} times "
+                f"(max_retries={task.spec.max_retries}); see its log {worker.log_path}"))
 
     def on_log(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
         assert isinstance(msg, LogLines)

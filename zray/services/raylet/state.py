@@ -18,7 +18,6 @@ class Task:
     worker: Any = None
     retries_left: int = 0
     cancelled: bool = False
-    resources_held: bool = False
     dispatched_at: float = 0.0
 
 

@@ -61,6 +61,19 @@ class ReadyQueue(Generic[T]):
         self._len -= len(out)
         return out
 
+    def pop_shape(self, request: Resources, limit: int) -> list[T]:
+        """Up to `limit` items of the same shape as `request`, without acquiring
+        resources (for a worker that already holds them)."""
+        key = shape(request)
+        q = self._queues.get(key)
+        out: list[T] = []
+        while q and len(out) < limit:
+            out.append(q.popleft()[0])
+        if q is not None and not q:
+            del self._queues[key]
+        self._len -= len(out)
+        return out
+
     def remove(self, match: Callable[[T], bool]) -> list[T]:
         removed: list[T] = []
         for key in list(self._queues):

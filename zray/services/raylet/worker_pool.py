@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,13 +25,22 @@ class WorkerProc:
     proc: subprocess.Popen[bytes]
     log_path: str
     registered: bool = False
-    task: Any = None
+    # Tasks sent to this worker, in the order it runs them; the head is running.
+    tasks: deque[Any] = field(default_factory=deque)
+    # Resources held for the worker's tasks while it is not blocked.
+    lease: dict[str, float] | None = None
+    lease_held: bool = False
     blocked: bool = False
+    gpu_ids: list[int] = field(default_factory=list)
     started_at: float = field(default_factory=time.monotonic)
 
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    @property
+    def task(self) -> Any:
+        return self.tasks[0] if self.tasks else None
 
 
 def describe_exit(returncode: int) -> str:
@@ -76,9 +86,9 @@ class WorkerPool:
         return self.idle.pop() if self.idle else None
 
     def give_back(self, worker: WorkerProc) -> None:
-        worker.task = None
         worker.blocked = False
-        if worker.worker_id in self.workers:
+        worker.lease = None
+        if worker.worker_id in self.workers and worker not in self.idle:
             self.idle.append(worker)
 
     def reap(self) -> list[tuple[WorkerProc, int]]:
