@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import zmq
 
@@ -36,13 +36,13 @@ from zray.common.messages.raylet import (
     DisconnectClient,
     ExecuteTask,
     ExitWorker,
+    FinishedTask,
     GetObjects,
     ObjectCreated,
     ObjectsReady,
     PutObject,
     RegisterClient,
     ReleaseObjects,
-    FinishedTask,
     SubmitTask,
     TaskFinished,
     WorkerBlocked,
@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 
 _PROTOCOL = wire.Protocol("raylet-client", RAYLET_TO_CLIENT)
 PUT_FLAG = 0x8000_0000
+RELEASE_BATCH = 256
+RELEASE_SECONDS = 0.05
 _NOBLOCK = int(zmq.NOBLOCK)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
@@ -94,6 +96,7 @@ class CoreClient:
         self.finished: list[FinishedTask] = []
         self.finished_bufs: list[Any] = []
         self.blocked = False
+        self._last_release = 0.0
         self._next_req = 0
         self.closed = False
         reg = self._register(job_id, connect_timeout)
@@ -152,7 +155,7 @@ class CoreClient:
         if not self.sock.poll(ms):
             return False
         while True:
-            if not self.sock.getsockopt(_EVENTS) & _POLLIN:
+            if not cast(int, self.sock.getsockopt(_EVENTS)) & _POLLIN:
                 return True
             self._handle(self.sock.recv_multipart(_NOBLOCK))
 
@@ -183,9 +186,16 @@ class CoreClient:
         # May run inside garbage collection at any point: only list appends here.
         self.to_release.append(oid)
 
-    def _flush_refs(self) -> None:
-        if not self.to_release and not self.to_escape:
-            return
+    def _flush_refs(self, force: bool = False) -> None:
+        if not self.to_escape:
+            if not self.to_release:
+                return
+            # Releases of small objects go out in batches; store objects at once.
+            if not force and len(self.to_release) < RELEASE_BATCH and \
+                    time.monotonic() - self._last_release < RELEASE_SECONDS and \
+                    not any(self._in_store(o) for o in self.to_release):
+                return
+        self._last_release = time.monotonic()
         released = []
         while self.to_release:
             oid = self.to_release.pop()
@@ -203,6 +213,10 @@ class CoreClient:
         if released or escaped:
             self.sock.send_multipart(wire.encode(
                 ReleaseObjects(object_ids=released, escaped=escaped)))
+
+    def _in_store(self, oid: str) -> bool:
+        result = self.results.get(oid)
+        return result is None or result.loc.in_store
 
     def _note_escaped(self, refs: list[str]) -> None:
         for oid in refs:
@@ -271,12 +285,14 @@ class CoreClient:
             else:
                 specs.append(ArgSpec(buf=len(bufs), kw=kw))
                 bufs.append(ser.to_bytes())
-        spec = TaskSpec(task_id=task_id, job_id=self.current_task_id.hex()[24:],
+        # Built without validation: every field is produced here, typed.
+        spec = TaskSpec.model_construct(task_id=task_id, job_id=self.current_task_id.hex()[24:],
                         parent_task_id=self.current_task_id.hex(), function_id=function_id,
                         function_name=function_name, args=specs, num_returns=num_returns,
                         resources=resources, max_retries=max_retries,
-                        retry_exceptions=retry_exceptions, owner=self.worker_id.hex(), name=name)
-        self.send(SubmitTask(spec=spec), bufs)
+                        retry_exceptions=retry_exceptions, owner=self.worker_id.hex(), name=name,
+                        attempt=0)
+        self.send(SubmitTask.model_construct(kind="SubmitTask", spec=spec), bufs)
         refs = []
         for i in range(1, num_returns + 1):
             oid = return_object_hex(task_id, i)
@@ -386,7 +402,8 @@ class CoreClient:
             return sum(1 for o in oids if o in ready or o in self.ready) >= num_returns
 
         self._wait_until(enough, timeout)
-        done, pending = [], []
+        done: list[ObjectRef] = []
+        pending: list[ObjectRef] = []
         for ref in refs:
             if (ref.hex() in self.ready or ref.hex() in ready) and len(done) < num_returns:
                 done.append(ref)

@@ -9,10 +9,9 @@ import ctypes
 import os
 import signal
 import sys
+import time
 import traceback
 from typing import Any
-
-import time
 
 import cloudpickle
 import zmq
@@ -28,7 +27,6 @@ from zray.common.messages.raylet import (
     ExecuteTask,
     ExitWorker,
     FinishedTask,
-    WorkerBlocked,
 )
 from zray.common.messages.task import ObjectLoc
 from zray.common.sockets import configure

@@ -79,7 +79,8 @@ def serialize(value: Any) -> SerializedObject:
         if arrow is not None:
             return arrow
     buffers: list[pickle.PickleBuffer] = []
-    _local.refs = refs = []
+    refs: list[Any] = []
+    _local.refs = refs
     try:
         data = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
     finally:

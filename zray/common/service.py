@@ -13,7 +13,7 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import zmq
 
@@ -29,6 +29,10 @@ DRAIN_BATCH = 2000
 NOBLOCK = int(zmq.NOBLOCK)
 POLLIN = int(zmq.POLLIN)
 EVENTS = int(zmq.EVENTS)
+
+
+def _fd(sock: zmq.Socket[Any]) -> int:
+    return cast(int, sock.getsockopt(zmq.FD))
 
 
 class Status(enum.Enum):
@@ -59,7 +63,7 @@ class Reader:
         sock = self.sock
         try:
             for _ in range(DRAIN_BATCH):
-                if not sock.getsockopt(EVENTS) & POLLIN:
+                if not cast(int, sock.getsockopt(EVENTS)) & POLLIN:
                     return
                 self.handle(sock.recv_multipart(NOBLOCK))
         except zmq.ZMQError as exc:
@@ -121,7 +125,18 @@ class Service:
 
     def add_reader(self, sock: zmq.Socket[Any], protocol: wire.Protocol,
                    handlers: dict[type[Message], Handler], routed: bool) -> None:
-        self._readers[sock] = Reader(self, sock, protocol, handlers, routed)
+        reader = self._readers[sock] = Reader(self, sock, protocol, handlers, routed)
+        if self.status is Status.running:
+            self.loop.add_reader(_fd(sock), reader.drain)
+            self.loop.call_soon(reader.drain)
+
+    def remove_socket(self, sock: zmq.Socket[Any]) -> None:
+        if self._readers.pop(sock, None) is not None:
+            self.loop.remove_reader(_fd(sock))
+        self._dirty.discard(sock)
+        if sock in self._sockets:
+            self._sockets.remove(sock)
+        sock.close()
 
     def send(self, sock: zmq.Socket[Any], routing: list[bytes], msg: Message,
              buffers: list[Any] | tuple[Any, ...] = ()) -> None:
@@ -188,7 +203,7 @@ class Service:
         self.setup()
         self.status = Status.running
         for sock, reader in self._readers.items():
-            self.loop.add_reader(sock.getsockopt(zmq.FD), reader.drain)
+            self.loop.add_reader(_fd(sock), reader.drain)
             self.loop.call_soon(reader.drain)
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.close, f"signal {sig.name}")
@@ -213,7 +228,7 @@ class Service:
     def _teardown(self) -> None:
         for sock in self._readers:
             try:
-                self.loop.remove_reader(sock.getsockopt(zmq.FD))
+                self.loop.remove_reader(_fd(sock))
             except (zmq.ZMQError, ValueError):
                 pass
         try:

@@ -68,9 +68,10 @@ CONTROL_SUFFIX = b"/ctl"
 class Raylet(Service):
     name = "raylet"
 
-    def __init__(self, settings: RayletSettings) -> None:
+    def __init__(self, settings: RayletSettings, pool: WorkerPool | None = None) -> None:
         super().__init__()
         self.settings = settings
+        self._prespawned = pool
         self.node_id = NodeID.from_random().hex()
         self.name = f"raylet[{self.node_id[:8]}]"
         self.session_dir = settings.session_dir or f"/tmp/zray_sessions/raylet-{self.node_id[:8]}"
@@ -121,9 +122,11 @@ class Raylet(Service):
         warning = check_shm(os.path.dirname(self.store_dir), self.store.capacity)
         if warning:
             log.warning("%s: %s", self.name, warning)
-        self.pool = WorkerPool(self.local_address, os.path.join(self.session_dir, "logs"),
-                               {"ZRAY_NODE_ID": self.node_id})
-        if s.prestart_workers:
+        if self._prespawned is not None:
+            self.pool = self._prespawned
+        else:
+            self.pool = WorkerPool(self.local_address, os.path.join(self.session_dir, "logs"), {})
+        if s.prestart_workers and not self.pool.workers:
             for _ in range(max(1, int(self.total.get("CPU", 1)))):
                 self.pool.spawn()
         self.every(0.05, self.reap_workers)
@@ -178,7 +181,7 @@ class Raylet(Service):
             else:
                 self.tasks.pop(task_id, None)
                 self.infeasible.pop(task_id, None)
-        for oid, obj in list(self.objects.items()):
+        for obj in list(self.objects.values()):
             if obj.job_id == job or obj.owner == ident:
                 self._free(obj)
         self.outbox.pop(ident, None)
@@ -397,7 +400,8 @@ class Raylet(Service):
         self._outbox_scheduled = False
         outbox, self.outbox = self.outbox, {}
         for ident, entries in outbox.items():
-            locs, bufs = [], []
+            locs: list[ObjectLoc] = []
+            bufs: list[Any] = []
             for obj, fetch in entries:
                 if fetch and not obj.in_store:
                     locs.append(ObjectLoc(object_id=obj.object_id, size=obj.size, buf=len(bufs),
@@ -587,17 +591,12 @@ class Raylet(Service):
                     sock.connect(address)
                     self.add_reader(sock, wire.Protocol("sched-replies", SCHED_REPLIES),
                                     dict.fromkeys(SCHED_REPLIES, self.on_placed), routed=False)
-                    self.loop.add_reader(sock.getsockopt(zmq.FD), self._readers[sock].drain)
                     self.schedulers[sched_id] = sock
                     log.info("%s: found global scheduler %s at %s", self.name, sched_id, address)
                     for task in self.infeasible.values():
                         self._spill(task)
             for sched_id in set(self.schedulers) - {k[len(SCHEDULERS_PREFIX):] for k in keys}:
-                sock = self.schedulers.pop(sched_id)
-                self.loop.remove_reader(sock.getsockopt(zmq.FD))
-                del self._readers[sock]
-                sock.close(0)
-                self._sockets.remove(sock)
+                self.remove_socket(self.schedulers.pop(sched_id))
 
         from zray.common.messages.gcs import GcsScan
 
