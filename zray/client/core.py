@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import zmq
 
@@ -35,6 +36,7 @@ from zray.common.messages.raylet import (
     CreateObject,
     DisconnectClient,
     ExecuteTask,
+    ExecuteTasks,
     ExitWorker,
     FinishedTask,
     GetObjects,
@@ -43,24 +45,27 @@ from zray.common.messages.raylet import (
     PutObject,
     RegisterClient,
     ReleaseObjects,
-    SubmitTask,
+    SubmitTasks,
     TaskFinished,
     WorkerBlocked,
     WorkerUnblocked,
+    split_frames,
 )
 from zray.common.messages.task import ArgSpec, ObjectLoc, TaskSpec
-from zray.common.sockets import configure
+from zray.common.sockets import NOBLOCK, configure, readable, recv_frames, send_frames
 from zray.services.gcs.client import GcsClient
 
 log = logging.getLogger(__name__)
 
 _PROTOCOL = wire.Protocol("raylet-client", RAYLET_TO_CLIENT)
 PUT_FLAG = 0x8000_0000
+# Submissions closer together than SUBMIT_GAP go out in batches of up to
+# SUBMIT_BATCH, at most SUBMIT_LINGER late; a lone submission goes at once.
+SUBMIT_BATCH = 64
+SUBMIT_GAP = 0.0005
+SUBMIT_LINGER = 0.001
 RELEASE_BATCH = 256
 RELEASE_SECONDS = 0.05
-_NOBLOCK = int(zmq.NOBLOCK)
-_EVENTS = int(zmq.EVENTS)
-_POLLIN = int(zmq.POLLIN)
 
 
 class _Result:
@@ -86,7 +91,7 @@ class CoreClient:
         self.fetch_requested: set[str] = set()
         self.wait_requested: set[str] = set()
         self.replies: dict[int, Message] = {}
-        self.tasks_inbox: list[tuple[Message, list[Any]]] = []
+        self.tasks_inbox: list[tuple[Any, list[Any]]] = []
         self.refcounts: dict[str, int] = {}
         self.owned: set[str] = set()
         self.to_release: list[str] = []
@@ -96,6 +101,14 @@ class CoreClient:
         self.finished: list[FinishedTask] = []
         self.finished_bufs: list[Any] = []
         self.blocked = False
+        # The socket is used by the calling thread and the submit flusher thread.
+        self.lock = threading.RLock()
+        self._pending_specs: list[TaskSpec] = []
+        self._pending_bufs: list[Any] = []
+        self._pending_counts: list[int] = []
+        self._last_submit = 0.0
+        self._flush_event = threading.Event()
+        self._flusher: threading.Thread | None = None
         self._last_release = 0.0
         self._next_req = 0
         self.closed = False
@@ -122,11 +135,51 @@ class CoreClient:
         return reply
 
     def send(self, msg: Message, buffers: Sequence[Any] = ()) -> None:
-        self._flush_refs()
-        self.sock.send_multipart(wire.encode(msg, buffers))
+        with self.lock:
+            self._flush_submits()
+            self._flush_refs()
+            send_frames(self.sock, wire.encode(msg, buffers))
+
+    def _queue_submit(self, spec: TaskSpec, bufs: list[Any]) -> None:
+        with self.lock:
+            now = time.monotonic()
+            self._pending_specs.append(spec)
+            self._pending_bufs.extend(bufs)
+            self._pending_counts.append(len(bufs))
+            if len(self._pending_specs) >= SUBMIT_BATCH or now - self._last_submit > SUBMIT_GAP:
+                self._flush_submits()
+            else:
+                if self._flusher is None:
+                    self._flusher = threading.Thread(target=self._flush_loop, daemon=True,
+                                                     name="zray-submit-flusher")
+                    self._flusher.start()
+                self._flush_event.set()
+            self._last_submit = now
+
+    def _flush_submits(self) -> None:
+        if self._pending_specs:
+            msg = SubmitTasks.model_construct(kind="SubmitTasks", specs=self._pending_specs,
+                                              buf_counts=self._pending_counts)
+            frames = wire.encode(msg, self._pending_bufs)
+            self._pending_specs, self._pending_bufs, self._pending_counts = [], [], []
+            self._flush_refs()
+            send_frames(self.sock, frames)
+
+    def _flush_loop(self) -> None:
+        while not self.closed:
+            self._flush_event.wait()
+            time.sleep(SUBMIT_LINGER)
+            self._flush_event.clear()
+            with self.lock:
+                if not self.closed:
+                    self._flush_submits()
 
     def request(self, build: Any, buffers: Sequence[Any] = (), timeout: float = 60.0,
                 resend: bool = False) -> Message:
+        with self.lock:
+            return self._request(build, buffers, timeout, resend)
+
+    def _request(self, build: Any, buffers: Sequence[Any], timeout: float, resend: bool) -> Message:
         self._next_req += 1
         req_id = self._next_req
         msg = build(req_id)
@@ -155,9 +208,9 @@ class CoreClient:
         if not self.sock.poll(ms):
             return False
         while True:
-            if not cast(int, self.sock.getsockopt(_EVENTS)) & _POLLIN:
+            if not readable(self.sock):
                 return True
-            self._handle(self.sock.recv_multipart(_NOBLOCK))
+            self._handle(recv_frames(self.sock, NOBLOCK))
 
     def _handle(self, frames: list[bytes]) -> None:
         msg, bufs = _PROTOCOL.decode(frames)
@@ -168,10 +221,13 @@ class CoreClient:
                 self.expected.discard(oid)
                 if loc.buf >= 0 or loc.in_store:
                     self.results[oid] = _Result(loc, bufs[loc.buf] if loc.buf >= 0 else None)
-        elif isinstance(msg, ExecuteTask) and self.blocked:
-            # Queued behind a task that now waits in get: hand it back to be run elsewhere.
-            self.send(WorkerBlocked(returned=[msg.spec.task_id]))
-        elif isinstance(msg, (ExecuteTask, ExitWorker)):
+        elif isinstance(msg, ExecuteTasks):
+            if self.blocked:
+                # Queued behind a task that now waits in get: hand them back to run elsewhere.
+                self.send(WorkerBlocked(returned=[t.spec.task_id for t in msg.tasks]))
+            else:
+                self.tasks_inbox.extend(zip(msg.tasks, split_frames(bufs, msg.buf_counts), strict=True))
+        elif isinstance(msg, ExitWorker):
             self.tasks_inbox.append((msg, bufs))
         else:
             self.replies[getattr(msg, "req_id", 0)] = msg
@@ -211,8 +267,7 @@ class CoreClient:
                 released.append(oid)
         escaped, self.to_escape = self.to_escape, []
         if released or escaped:
-            self.sock.send_multipart(wire.encode(
-                ReleaseObjects(object_ids=released, escaped=escaped)))
+            send_frames(self.sock, wire.encode(ReleaseObjects(object_ids=released, escaped=escaped)))
 
     def _in_store(self, oid: str) -> bool:
         result = self.results.get(oid)
@@ -292,7 +347,7 @@ class CoreClient:
                         resources=resources, max_retries=max_retries,
                         retry_exceptions=retry_exceptions, owner=self.worker_id.hex(), name=name,
                         attempt=0)
-        self.send(SubmitTask.model_construct(kind="SubmitTask", spec=spec), bufs)
+        self._queue_submit(spec, bufs)
         refs = []
         for i in range(1, num_returns + 1):
             oid = return_object_hex(task_id, i)
@@ -324,6 +379,11 @@ class CoreClient:
             self.send(GetObjects(object_ids=new, fetch=fetch))
 
     def _wait_until(self, done: Any, timeout: float | None) -> bool:
+        with self.lock:
+            self._flush_submits()
+            return self._wait_locked(done, timeout)
+
+    def _wait_locked(self, done: Any, timeout: float | None) -> bool:
         if done():
             return True
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -412,16 +472,18 @@ class CoreClient:
         return done, pending
 
     # worker side -----------------------------------------------------------
-    def next_task(self, flush_after: float) -> tuple[Message, list[Any]]:
-        """The next task to run; buffered results go out before any wait."""
-        if not self.tasks_inbox:
-            self._pump(0)
-        if not self.tasks_inbox or (self.finished and time.monotonic() > flush_after):
-            self.flush_finished()
-        while not self.tasks_inbox:
-            self._flush_refs()
-            self._pump(None)
-        return self.tasks_inbox.pop(0)
+    def next_task(self, flush_after: float) -> tuple[Any, list[Any]]:
+        """The next task to run; buffered results and submissions go out before any wait."""
+        with self.lock:
+            self._flush_submits()
+            if not self.tasks_inbox:
+                self._pump(0)
+            if not self.tasks_inbox or (self.finished and time.monotonic() > flush_after):
+                self.flush_finished()
+            while not self.tasks_inbox:
+                self._flush_refs(force=True)
+                self._pump(None)
+            return self.tasks_inbox.pop(0)
 
     def add_finished(self, result: FinishedTask) -> None:
         """Buffer a result; its ObjectLoc.buf values index `finished_bufs`."""
@@ -436,14 +498,16 @@ class CoreClient:
             self.send(TaskFinished(results=results), bufs)
 
     def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        set_tracker(None)
-        try:
-            self.send(DisconnectClient())
-        except zmq.ZMQError:
-            pass
-        self.sock.setsockopt(zmq.LINGER, 200)
-        self.sock.close()
-        self.gcs.close()
+        with self.lock:
+            if self.closed:
+                return
+            try:
+                self.send(DisconnectClient())
+            except zmq.ZMQError:
+                pass
+            self.closed = True
+            set_tracker(None)
+            self._flush_event.set()  # let the flusher thread see `closed` and end
+            self.sock.setsockopt(zmq.LINGER, 200)
+            self.sock.close()
+            self.gcs.close()

@@ -20,15 +20,13 @@ import zmq
 from zray.common import wire
 from zray.common.errors import ProtocolError
 from zray.common.messages.base import ErrorReply, Message
+from zray.common.sockets import NOBLOCK, readable, recv_frames, send_frames
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[list[bytes], Message, list[Any]], None]
 DRAIN_BATCH = 2000
-# Plain ints: pyzmq's enum flags cost microseconds per call on the hot path.
-NOBLOCK = int(zmq.NOBLOCK)
-POLLIN = int(zmq.POLLIN)
-EVENTS = int(zmq.EVENTS)
+
 
 
 def _fd(sock: zmq.Socket[Any]) -> int:
@@ -63,9 +61,9 @@ class Reader:
         sock = self.sock
         try:
             for _ in range(DRAIN_BATCH):
-                if not cast(int, sock.getsockopt(EVENTS)) & POLLIN:
+                if not readable(sock):
                     return
-                self.handle(sock.recv_multipart(NOBLOCK))
+                self.handle(recv_frames(sock, NOBLOCK))
         except zmq.ZMQError as exc:
             if self.service.status is Status.running:
                 log.warning("%s: recv failed: %s", self.service.name, exc)
@@ -141,7 +139,7 @@ class Service:
     def send(self, sock: zmq.Socket[Any], routing: list[bytes], msg: Message,
              buffers: list[Any] | tuple[Any, ...] = ()) -> None:
         try:
-            sock.send_multipart([*routing, *wire.encode(msg, buffers)], NOBLOCK)
+            send_frames(sock, [*routing, *wire.encode(msg, buffers)], NOBLOCK)
         except zmq.ZMQError as exc:
             log.warning("%s: send of %s failed: %s", self.name, msg.kind, exc)
         self._mark_dirty(sock)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
+from typing import Any, cast
 
 import zmq
 
@@ -48,3 +48,31 @@ def host_ip() -> str:
         return socket.gethostbyname(socket.gethostname())
     except OSError:
         return "127.0.0.1"
+
+
+# Plain ints: pyzmq's enum flags cost microseconds per frame on the hot path.
+NOBLOCK = int(zmq.NOBLOCK)
+SNDMORE = int(zmq.SNDMORE)
+RCVMORE = int(zmq.RCVMORE)
+EVENTS = int(zmq.EVENTS)
+POLLIN = int(zmq.POLLIN)
+
+
+def send_frames(sock: zmq.Socket[Any], frames: list[Any], flags: int = 0) -> None:
+    """send_multipart without its per-frame flag arithmetic."""
+    last = len(frames) - 1
+    more = flags | SNDMORE
+    for i, frame in enumerate(frames):
+        sock.send(frame, more if i < last else flags)
+
+
+def recv_frames(sock: zmq.Socket[Any], flags: int = 0) -> list[bytes]:
+    """recv_multipart without its per-frame flag arithmetic."""
+    frames = [sock.recv(flags)]
+    while sock.getsockopt(RCVMORE):
+        frames.append(sock.recv())
+    return frames
+
+
+def readable(sock: zmq.Socket[Any]) -> bool:
+    return bool(cast(int, sock.getsockopt(EVENTS)) & POLLIN)

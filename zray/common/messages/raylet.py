@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from zray.common.messages.base import ErrorReply, Message
 from zray.common.messages.task import ObjectLoc, Record, TaskSpec
@@ -29,11 +29,16 @@ class ClientRegistered(Message):
     inline_limit: int
 
 
-class SubmitTask(Message):
-    """Fire-and-forget: failures come back as error objects for its returns."""
+class SubmitTasks(Message):
+    """Fire-and-forget: failures come back as error objects for the tasks' returns.
 
-    kind: Literal["SubmitTask"] = "SubmitTask"
-    spec: TaskSpec
+    Task i's argument frames are the next `buf_counts[i]` payload frames; its
+    ArgSpec.buf values index that slice.
+    """
+
+    kind: Literal["SubmitTasks"] = "SubmitTasks"
+    specs: list[TaskSpec]
+    buf_counts: list[int]
 
 
 class PutObject(Message):
@@ -99,13 +104,20 @@ class WorkerUnblocked(Message):
     kind: Literal["WorkerUnblocked"] = "WorkerUnblocked"
 
 
-class ExecuteTask(Message):
-    """Raylet to worker: run this; `arg_objects` locate the by-reference args."""
+class ExecuteTask(Record):
+    """One task for a worker; `arg_objects` locate the by-reference args."""
 
-    kind: Literal["ExecuteTask"] = "ExecuteTask"
     spec: TaskSpec
     arg_objects: list[ObjectLoc]
     gpu_ids: list[int] = []
+
+
+class ExecuteTasks(Message):
+    """Raylet to worker: run these in order; frames are sliced per task as in SubmitTasks."""
+
+    kind: Literal["ExecuteTasks"] = "ExecuteTasks"
+    tasks: list[ExecuteTask]
+    buf_counts: list[int]
 
 
 class FinishedTask(Record):
@@ -153,11 +165,22 @@ class NodeStatsReply(Message):
 
 
 CLIENT_TO_RAYLET: list[type[Message]] = [
-    RegisterClient, SubmitTask, PutObject, CreateObject, GetObjects, ReleaseObjects,
+    RegisterClient, SubmitTasks, PutObject, CreateObject, GetObjects, ReleaseObjects,
     CancelTask, WorkerBlocked, WorkerUnblocked, TaskFinished, LogLines, NodeStatsRequest,
     DisconnectClient,
 ]
 RAYLET_TO_CLIENT: list[type[Message]] = [
-    ClientRegistered, ObjectCreated, ObjectsReady, ExecuteTask, ExitWorker, ErrorReply,
+    ClientRegistered, ObjectCreated, ObjectsReady, ExecuteTasks, ExitWorker, ErrorReply,
     NodeStatsReply,
 ]
+
+
+def split_frames(frames: list[Any], counts: list[int]) -> list[list[Any]]:
+    """Payload frames cut into consecutive slices of the given sizes."""
+    if sum(counts) != len(frames):
+        raise ValueError(f"buf_counts add up to {sum(counts)} but {len(frames)} frames came")
+    out, pos = [], 0
+    for n in counts:
+        out.append(frames[pos:pos + n])
+        pos += n
+    return out

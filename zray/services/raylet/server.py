@@ -31,6 +31,7 @@ from zray.common.messages.raylet import (
     CreateObject,
     DisconnectClient,
     ExecuteTask,
+    ExecuteTasks,
     GetObjects,
     LogLines,
     NodeStatsReply,
@@ -40,14 +41,15 @@ from zray.common.messages.raylet import (
     PutObject,
     RegisterClient,
     ReleaseObjects,
-    SubmitTask,
+    SubmitTasks,
     TaskFinished,
     WorkerBlocked,
     WorkerUnblocked,
+    split_frames,
 )
 from zray.common.messages.sched import SCHED_REPLIES, NodeHeartbeat, PlaceTask, TaskPlaced
 from zray.common.messages.tables import KV, NODES, OBJECTS, TASKS, NodeInfo, ObjectInfo
-from zray.common.messages.task import ObjectLoc
+from zray.common.messages.task import ObjectLoc, TaskSpec
 from zray.common.serialization import serialize_error
 from zray.common.service import Service
 from zray.common.sockets import bind
@@ -91,6 +93,7 @@ class Raylet(Service):
         self.outbox: dict[bytes, list[tuple[LocalObject, bool]]] = {}
         self._outbox_scheduled = False
         self._schedule_scheduled = False
+        self._assignments: dict[WorkerProc, list[tuple[ExecuteTask, list[Any]]]] = {}
         self.schedulers: dict[str, zmq.Socket[Any]] = {}
         self._next_req = 0
         self.counters = {"finished": 0, "failed": 0, "retried": 0, "submitted": 0}
@@ -105,7 +108,7 @@ class Raylet(Service):
         bind(self.log_pub, self.log_address)
         self.add_reader(self.router, wire.Protocol("raylet", CLIENT_TO_RAYLET), {
             RegisterClient: self.on_register,
-            SubmitTask: self.on_submit,
+            SubmitTasks: self.on_submit,
             PutObject: self.on_put,
             CreateObject: self.on_create,
             GetObjects: self.on_get,
@@ -188,12 +191,16 @@ class Raylet(Service):
 
     # tasks ---------------------------------------------------------------
     def on_submit(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
-        assert isinstance(msg, SubmitTask)
-        spec = msg.spec
+        assert isinstance(msg, SubmitTasks)
+        if len(msg.buf_counts) != len(msg.specs):
+            raise ValueError(f"{len(msg.specs)} specs but {len(msg.buf_counts)} buf_counts")
+        for spec, task_bufs in zip(msg.specs, split_frames(bufs, msg.buf_counts), strict=True):
+            self._submit(route[0], spec, task_bufs)
+
+    def _submit(self, owner: bytes, spec: TaskSpec, bufs: list[Any]) -> None:
         for arg in spec.args:
             if arg.ref is None and not 0 <= arg.buf < len(bufs):
                 raise ValueError(f"task {spec.task_id} names missing argument frame {arg.buf}")
-        owner = route[0]
         task = Task(spec, bufs, owner, spec.resources, retries_left=spec.max_retries)
         self.tasks[spec.task_id] = task
         self.counters["submitted"] += 1
@@ -202,8 +209,6 @@ class Raylet(Service):
             obj.owner = owner
             obj.job_id = spec.job_id
             obj.waiting_clients.append((owner, True))
-        self.gcs.write(TASKS, spec.task_id,
-                       wire.pack_blobs([spec.__pydantic_serializer__.to_json(spec), *bufs]))
         for arg in spec.args:
             if arg.ref is not None:
                 obj = self._object(arg.ref)
@@ -213,6 +218,8 @@ class Raylet(Service):
                     task.missing += 1
         if task.missing == 0:
             self._enqueue(task)
+        self.gcs.write(TASKS, spec.task_id,
+                       wire.pack_blobs([spec.__pydantic_serializer__.to_json(spec), *bufs]))
 
     def _enqueue(self, task: Task, front: bool = False) -> None:
         if not self.queue.feasible(task.resources):
@@ -268,6 +275,7 @@ class Raylet(Service):
             self.pool.spawn()
 
     def _send_task(self, task: Task, worker: WorkerProc) -> None:
+        """Assign a task to a worker; assignments go out batched per worker."""
         task.worker = worker
         task.dispatched_at = time.monotonic()
         worker.tasks.append(task)
@@ -287,8 +295,20 @@ class Raylet(Service):
         gpus = int(task.resources.get("GPU", 0))
         if gpus and not worker.gpu_ids:
             worker.gpu_ids = [self.free_gpus.pop() for _ in range(min(gpus, len(self.free_gpus)))]
-        self.send(self.router, [worker.worker_id],
-                  ExecuteTask(spec=task.spec, arg_objects=arg_objects, gpu_ids=worker.gpu_ids), bufs)
+        if not self._assignments:
+            self.after_batch(self._flush_assignments)
+        self._assignments.setdefault(worker, []).append(
+            (ExecuteTask(spec=task.spec, arg_objects=arg_objects, gpu_ids=worker.gpu_ids), bufs))
+
+    def _flush_assignments(self) -> None:
+        assignments, self._assignments = self._assignments, {}
+        for worker, items in assignments.items():
+            frames: list[Any] = []
+            for _, bufs in items:
+                frames.extend(bufs)
+            self.send(self.router, [worker.worker_id],
+                      ExecuteTasks(tasks=[a for a, _ in items], buf_counts=[len(b) for _, b in items]),
+                      frames)
 
     def _detach(self, task: Task) -> WorkerProc | None:
         """Take a task off its worker; an emptied worker releases its lease and goes idle."""
