@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,10 +50,11 @@ from zray.common.messages.raylet import (
     TaskFinished,
     WorkerBlocked,
     WorkerUnblocked,
+    owner_address,
     split_frames,
 )
 from zray.common.messages.task import ArgSpec, ObjectLoc, TaskSpec
-from zray.common.sockets import NOBLOCK, configure, readable, recv_frames, send_frames
+from zray.common.sockets import NOBLOCK, bind, configure, readable, recv_frames, send_frames
 from zray.services.gcs.client import GcsClient
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ PUT_FLAG = 0x8000_0000
 SUBMIT_BATCH = 64
 SUBMIT_GAP = 0.0005
 SUBMIT_LINGER = 0.001
+MAX_OWNER_SOCKETS = 64
 RELEASE_BATCH = 256
 RELEASE_SECONDS = 0.05
 
@@ -84,6 +87,9 @@ class CoreClient:
         self.ctx: zmq.Context[Any] = zmq.Context.instance()
         self.sock = configure(self.ctx.socket(zmq.DEALER), identity=worker_id)
         self.sock.connect(raylet_address)
+        self.poller = zmq.Poller()
+        self.poller.register(self.sock, zmq.POLLIN)
+        self.inbox: zmq.Socket[Any] | None = None
         self.raylet_address = raylet_address
         self.results: dict[str, _Result] = {}
         self.ready: set[str] = set()
@@ -100,6 +106,7 @@ class CoreClient:
         self.exported: set[str] = set()
         self.finished: list[FinishedTask] = []
         self.finished_bufs: list[Any] = []
+        self.finished_owners: list[str] = []
         self.blocked = False
         # The socket is used by the calling thread and the submit flusher thread.
         self.lock = threading.RLock()
@@ -120,6 +127,11 @@ class CoreClient:
         self.log_address = reg.log_address
         self.inline_limit = reg.inline_limit
         self.gcs = GcsClient(reg.gcs_address, ctx=self.ctx)
+        # Workers send the results of tasks this process owns straight here.
+        self.inbox = configure(self.ctx.socket(zmq.PULL))  # type: ignore[no-redef]
+        bind(self.inbox, owner_address(self.session_dir, worker_id.hex()))
+        self.poller.register(self.inbox, zmq.POLLIN)
+        self.owner_socks: OrderedDict[str, zmq.Socket[Any]] = OrderedDict()
         self.current_task_id = TaskID.for_driver(self.job_id) if self.job_id else TaskID.nil()
         self.current_function = "driver" if is_driver else ""
         self.task_counter = 0
@@ -205,12 +217,18 @@ class CoreClient:
     def _pump(self, timeout: float | None) -> bool:
         """Handle every message that arrives within `timeout` seconds; True if any did."""
         ms = -1 if timeout is None else max(0, int(timeout * 1000))
-        if not self.sock.poll(ms):
+        if not self.poller.poll(ms):
             return False
         while True:
-            if not readable(self.sock):
+            got = False
+            if self.inbox is not None and readable(self.inbox):
+                self._handle(recv_frames(self.inbox, NOBLOCK))
+                got = True
+            if readable(self.sock):
+                self._handle(recv_frames(self.sock, NOBLOCK))
+                got = True
+            if not got:
                 return True
-            self._handle(recv_frames(self.sock, NOBLOCK))
 
     def _handle(self, frames: list[bytes]) -> None:
         msg, bufs = _PROTOCOL.decode(frames)
@@ -485,17 +503,64 @@ class CoreClient:
                 self._pump(None)
             return self.tasks_inbox.pop(0)
 
-    def add_finished(self, result: FinishedTask) -> None:
-        """Buffer a result; its ObjectLoc.buf values index `finished_bufs`."""
+    def add_finished(self, result: FinishedTask, owner: str, final: bool) -> None:
+        """Buffer a result; its ObjectLoc.buf values index `finished_bufs`.
+
+        `final`: no retry can replace this result, so its owner may have it at once.
+        """
         self.finished.append(result)
+        self.finished_owners.append(owner if final else "")
         if len(self.finished) >= 64:
             self.flush_finished()
 
     def flush_finished(self) -> None:
-        if self.finished:
-            results, bufs = self.finished, self.finished_bufs
-            self.finished, self.finished_bufs = [], []
-            self.send(TaskFinished(results=results), bufs)
+        if not self.finished:
+            return
+        results, bufs, owners = self.finished, self.finished_bufs, self.finished_owners
+        self.finished, self.finished_bufs, self.finished_owners = [], [], []
+        delivered = self._deliver_to_owners(results, bufs, owners)
+        if delivered:
+            results = [r.model_copy(update={"delivered": True}) if r.task_id in delivered else r
+                       for r in results]
+        self.send(TaskFinished(results=results), bufs)
+
+    def _deliver_to_owners(self, results: list[FinishedTask], bufs: list[Any],
+                           owners: list[str]) -> set[str]:
+        by_owner: dict[str, list[FinishedTask]] = {}
+        for result, owner in zip(results, owners, strict=True):
+            if owner:
+                by_owner.setdefault(owner, []).append(result)
+        delivered: set[str] = set()
+        for owner, owned in by_owner.items():
+            locs: list[ObjectLoc] = []
+            frames: list[Any] = []
+            for result in owned:
+                for loc in result.returns:
+                    if loc.buf >= 0:
+                        locs.append(loc.model_copy(update={"buf": len(frames)}))
+                        frames.append(bufs[loc.buf])
+                    else:
+                        locs.append(loc)
+            try:
+                send_frames(self._owner_socket(owner),
+                            wire.encode(ObjectsReady(objects=locs), frames), NOBLOCK)
+            except zmq.Again:
+                continue  # not connected yet: the raylet forwards them instead
+            delivered.update(r.task_id for r in owned)
+        return delivered
+
+    def _owner_socket(self, owner: str) -> zmq.Socket[Any]:
+        sock = self.owner_socks.get(owner)
+        if sock is None:
+            sock = configure(self.ctx.socket(zmq.PUSH))
+            sock.connect(owner_address(self.session_dir, owner))
+            self.owner_socks[owner] = sock
+            if len(self.owner_socks) > MAX_OWNER_SOCKETS:
+                _, oldest = self.owner_socks.popitem(last=False)
+                oldest.close(0)
+        else:
+            self.owner_socks.move_to_end(owner)
+        return sock
 
     def close(self) -> None:
         with self.lock:
@@ -510,4 +575,8 @@ class CoreClient:
             self._flush_event.set()  # let the flusher thread see `closed` and end
             self.sock.setsockopt(zmq.LINGER, 200)
             self.sock.close()
+            if self.inbox is not None:
+                self.inbox.close(0)
+            for sock in self.owner_socks.values():
+                sock.close(0)
             self.gcs.close()

@@ -147,8 +147,9 @@ class Worker:
             client.current_function = ""
             sys.stdout.flush()
             sys.stderr.flush()
+        final = not (app_error and spec.retry_exceptions and spec.attempt < spec.max_retries)
         client.add_finished(FinishedTask(task_id=spec.task_id, returns=returns, app_error=app_error,
-                                         cancelled=cancelled))
+                                         cancelled=cancelled), spec.owner, final)
 
     def _arguments(self, msg: ExecuteTask, bufs: list[Any]) -> tuple[Any, list[Any], dict[str, Any]]:
         args: list[Any] = []

@@ -125,6 +125,8 @@ class FinishedTask(Record):
     returns: list[ObjectLoc]
     app_error: bool = False
     cancelled: bool = False
+    # The worker already sent the returns to the task's owner directly.
+    delivered: bool = False
 
 
 class TaskFinished(Message):
@@ -184,3 +186,8 @@ def split_frames(frames: list[Any], counts: list[int]) -> list[list[Any]]:
         out.append(frames[pos:pos + n])
         pos += n
     return out
+
+
+def owner_address(session_dir: str, worker_id_hex: str) -> str:
+    """Where a driver or worker receives the results of the tasks it owns."""
+    return f"ipc://{session_dir}/sockets/owner-{worker_id_hex[:16]}"

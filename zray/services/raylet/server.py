@@ -343,6 +343,8 @@ class Raylet(Service):
                 log.warning("%s: stale result for task %s ignored", self.name, result.task_id[:12])
                 continue
             self._detach(task)
+            if result.delivered:
+                self._skip_owner_push(task)
             if result.app_error and task.spec.retry_exceptions and task.retries_left > 0 \
                     and not task.cancelled:
                 self._retry(task, "raised an exception")
@@ -351,6 +353,12 @@ class Raylet(Service):
                     self.counters["failed"] += 1
                 self._complete(task, result.returns, bufs)
         self.schedule_soon()
+
+    def _skip_owner_push(self, task: Task) -> None:
+        for i in range(1, task.spec.num_returns + 1):
+            obj = self.objects.get(return_object_hex(task.spec.task_id, i))
+            if obj is not None and (task.owner, True) in obj.waiting_clients:
+                obj.waiting_clients.remove((task.owner, True))
 
     def _retry(self, task: Task, why: str) -> None:
         task.retries_left -= 1
