@@ -1,11 +1,16 @@
 """The embedded cluster `zray.init()` starts: one GCS shard, one global
 scheduler and one raylet, each a child process, all on ipc:// sockets in a
-private session folder (nothing listens on the network)."""
+private session folder (nothing listens on the network).
+
+The helpers above `LocalCluster` (session folders, service command lines,
+spawning, log tails) are shared with `zray start` (zray/cli/cluster.py).
+"""
 
 from __future__ import annotations
 
 import ctypes
 import datetime
+import json
 import os
 import shutil
 import signal
@@ -17,10 +22,13 @@ from dataclasses import dataclass, field
 from zray.common.errors import ConnectionFailedError
 
 SESSION_ROOT = os.environ.get("ZRAY_SESSION_ROOT", "/tmp/zray_sessions")
+STORE_ROOT = "/dev/shm"
 
 
 def _die_with_parent() -> None:
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+    # SIGTERM, not SIGKILL: a service whose driver died still closes cleanly
+    # (workers stopped, store folder removed).
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def new_session_dir() -> str:
@@ -29,6 +37,109 @@ def new_session_dir() -> str:
     os.makedirs(os.path.join(path, "sockets"), mode=0o700)
     os.makedirs(os.path.join(path, "logs"), mode=0o700)
     return path
+
+
+def remove_stale_sessions() -> None:
+    """Remove session folders (and their stores) whose creating process is gone.
+
+    A driver killed with SIGKILL cannot clean up; the next one does. A session
+    folder is named session_<date>_<time>_<pid>_<rand>.
+    """
+    try:
+        names = os.listdir(SESSION_ROOT)
+    except FileNotFoundError:
+        return
+    for name in names:
+        parts = name.split("_")
+        if not name.startswith("session_") or len(parts) < 5 or not parts[3].isdigit():
+            continue
+        if _pid_alive(int(parts[3])):
+            continue
+        path = os.path.join(SESSION_ROOT, name)
+        if _in_use(path):
+            continue
+        shutil.rmtree(store_dir_for(path), ignore_errors=True)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _in_use(session_dir: str) -> bool:
+    """Whether a service started in this session folder still runs."""
+    try:
+        with open(os.path.join(session_dir, "pids")) as f:
+            pids = [int(line) for line in f if line.strip().isdigit()]
+    except OSError:
+        return False
+    return any(_pid_alive(pid) for pid in pids)
+
+
+def store_dir_for(session_dir: str) -> str:
+    """The shared-memory folder of the raylet whose session folder this is."""
+    return os.path.join(STORE_ROOT, f"zray_{os.path.basename(session_dir)}")
+
+
+def log_path(session_dir: str, name: str) -> str:
+    return os.path.join(session_dir, "logs", f"{name}.log")
+
+
+def raylet_args(gcs_address: str, local_address: str, store_dir: str, *,
+                num_cpus: float | None = None, num_gpus: float | None = None,
+                resources: dict[str, float] | None = None, object_store_memory: int | None = None,
+                session_dir: str = "", node_name: str = "") -> list[str]:
+    """`python -m` arguments that start a raylet."""
+    args = ["zray.services.raylet", "start", "--gcs-address", gcs_address,
+            "--local-address", local_address, "--store-dir", store_dir]
+    if session_dir:
+        args += ["--session-dir", session_dir]
+    if node_name:
+        args += ["--node-name", node_name]
+    if num_cpus is not None:
+        args += ["--num-cpus", str(num_cpus)]
+    if num_gpus is not None:
+        args += ["--num-gpus", str(num_gpus)]
+    if resources:
+        args += ["--resources", json.dumps(resources)]
+    if object_store_memory is not None:
+        args += ["--object-store-memory", str(int(object_store_memory))]
+    return args
+
+
+def spawn_service(args: list[str], log_file: str, env: dict[str, str] | None = None, *,
+                  bound_to_parent: bool = False, detached: bool = False) -> subprocess.Popen[bytes]:
+    """Run `python -m <args>` with stdout and stderr appended to `log_file`.
+
+    bound_to_parent: the child gets SIGTERM when this process dies (embedded cluster).
+    detached: the child gets its own session, so it outlives this process and its
+    terminal (`zray start`).
+    The child's pid is added to the session's `pids` file (the session folder is
+    the log folder's parent), which tells the stale-session sweep it is in use.
+    """
+    with open(log_file, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", *args], env=dict(os.environ, **(env or {})),
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent if bound_to_parent else None, start_new_session=detached)
+    with open(os.path.join(os.path.dirname(os.path.dirname(log_file)), "pids"), "a") as f:
+        f.write(f"{proc.pid}\n")
+    return proc
+
+
+def log_tail(path: str, lines: int = 20) -> str:
+    """The last lines of a log file, or '' when it cannot be read."""
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return ""
 
 
 @dataclass
@@ -43,52 +154,38 @@ class LocalCluster:
     def start(cls, num_cpus: float | None = None, num_gpus: float | None = None,
               resources: dict[str, float] | None = None,
               object_store_memory: int | None = None, bound_to_parent: bool = True) -> LocalCluster:
+        remove_stale_sessions()
         session = new_session_dir()
         sockets = os.path.join(session, "sockets")
         cluster = cls(session_dir=session, gcs_address=f"ipc://{sockets}/gcs",
-                      raylet_address=f"ipc://{sockets}/raylet",
-                      store_dir=f"/dev/shm/zray_{os.path.basename(session)}")
-        env = {"ZRAY_GCS_ADDRESS": cluster.gcs_address, "ZRAY_SESSION_DIR": session}
-        cluster._spawn("gcs", ["zray.services.gcs", "start", "--address", cluster.gcs_address,
-                               "--data-dir", os.path.join(session, "gcs")], env, bound_to_parent)
-        cluster._spawn("global-sched", ["zray.services.global_sched", "start", "--address",
-                                        f"ipc://{sockets}/global-sched"], env, bound_to_parent)
-        raylet_args = ["zray.services.raylet", "start", "--local-address", cluster.raylet_address,
-                       "--store-dir", cluster.store_dir]
-        if num_cpus is not None:
-            raylet_args += ["--num-cpus", str(num_cpus)]
-        if num_gpus is not None:
-            raylet_args += ["--num-gpus", str(num_gpus)]
+                      raylet_address=f"ipc://{sockets}/raylet", store_dir=store_dir_for(session))
+        # Settings travel as ZRAY_* variables to the services' launch entry,
+        # which skips the CLI layer to start faster.
+        env = {"ZRAY_GCS_ADDRESS": cluster.gcs_address, "ZRAY_SESSION_DIR": session,
+               "ZRAY_GCS_DATA_DIR": os.path.join(session, "gcs"),
+               "ZRAY_SCHED_ADDRESS": f"ipc://{sockets}/global-sched",
+               "ZRAY_LOCAL_ADDRESS": cluster.raylet_address, "ZRAY_STORE_DIR": cluster.store_dir}
+        for key, value in (("ZRAY_NUM_CPUS", num_cpus), ("ZRAY_NUM_GPUS", num_gpus),
+                           ("ZRAY_OBJECT_STORE_MEMORY", object_store_memory)):
+            if value is not None:
+                env[key] = str(int(value) if key == "ZRAY_OBJECT_STORE_MEMORY" else value)
         if resources:
-            import json
-
-            raylet_args += ["--resources", json.dumps(resources)]
-        if object_store_memory is not None:
-            raylet_args += ["--object-store-memory", str(int(object_store_memory))]
-        cluster._spawn("raylet", raylet_args, env, bound_to_parent)
+            env["ZRAY_RESOURCES"] = json.dumps(resources)
+        for name in ("raylet", "gcs", "global-sched"):
+            cluster._spawn(name, ["zray.services.launch", name], env, bound_to_parent)
         return cluster
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str], bound: bool) -> None:
-        log_path = os.path.join(self.session_dir, "logs", f"{name}.log")
-        with open(log_path, "ab") as out:
-            self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", *args], env=dict(os.environ, **env),
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent if bound else None)
+        self.procs[name] = spawn_service(args, log_path(self.session_dir, name), env,
+                                         bound_to_parent=bound)
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
             code = proc.poll()
             if code is not None:
-                log_path = os.path.join(self.session_dir, "logs", f"{name}.log")
-                tail = ""
-                try:
-                    with open(log_path, errors="replace") as f:
-                        tail = "".join(f.readlines()[-20:])
-                except OSError:
-                    pass
-                raise ConnectionFailedError(
-                    f"embedded {name} exited with code {code} during start; log {log_path}:\n{tail}")
+                path = log_path(self.session_dir, name)
+                raise ConnectionFailedError(f"embedded {name} exited with code {code} during start; "
+                                            f"log {path}:\n{log_tail(path)}")
 
     def stop(self, timeout: float = 5.0) -> None:
         for proc in self.procs.values():

@@ -37,14 +37,15 @@ def main(role: str) -> None:
         from zray.common.config import GcsSettings
         from zray.services.gcs.server import GcsShard
 
-        gcs_settings = GcsSettings.load()
+        gcs_settings = GcsSettings.load(env_prefix="ZRAY_GCS_")
         configure_logging("gcs", gcs_settings.log_level)
         GcsShard(gcs_settings).run()
     elif role == "global-sched":
         from zray.common.config import SchedSettings
         from zray.services.global_sched.server import GlobalScheduler
 
-        sched_settings = SchedSettings.load(address=os.environ.get("ZRAY_SCHED_ADDRESS"))
+        sched_settings = SchedSettings.load(env_prefix="ZRAY_SCHED_",
+                                            gcs_address=os.environ["ZRAY_GCS_ADDRESS"])
         configure_logging("global-sched", sched_settings.log_level)
         GlobalScheduler(sched_settings).run()
     else:

@@ -1,0 +1,200 @@
+"""`zray start`, `zray stop`, `zray status`: a long-lived cluster on this host.
+
+`zray start --head` runs a GCS shard, a global scheduler and a raylet as
+detached processes; `zray start --address H:P` adds a raylet to a running
+cluster. Both record what they started in current_cluster.json (see
+cluster_record.py), which `zray.init("auto")`, `zray stop` and `zray status` read.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from typing import Annotated, Any, NoReturn, Optional
+
+import typer
+
+from zray.cli import cluster_record as rec
+from zray.cli.launch import (
+    Launch,
+    NodeOptions,
+    StartFailed,
+    advertised_host,
+    start_head,
+    start_node,
+)
+from zray.common.errors import ZrayError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+DEFAULT_PORT = 6379
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(message, err=True)
+    raise typer.Exit(EXIT_FAILED)
+
+
+def _parse_resources(text: str) -> dict[str, float]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint="--resources") from None
+    if not isinstance(value, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()):
+        raise typer.BadParameter('expected a JSON object of numbers, e.g. \'{"disk": 2}\'',
+                                 param_hint="--resources")
+    return {str(k): float(v) for k, v in value.items()}
+
+
+def _remove_stale(record: rec.ClusterRecord) -> None:
+    for path in record.store_dirs + record.session_dirs:
+        shutil.rmtree(path, ignore_errors=True)
+    rec.remove_record()
+    typer.echo(f"removed the record of a cluster that no longer runs ({record.gcs_address})")
+
+
+def start(
+    head: Annotated[bool, typer.Option("--head", help="Start a new cluster: GCS, global scheduler, raylet.")] = False,
+    address: Annotated[Optional[str], typer.Option(help="Join the cluster whose GCS is at host:port (adds a raylet).")] = None,
+    port: Annotated[int, typer.Option(help="GCS port of a head; its PUB socket uses port + 1.")] = DEFAULT_PORT,
+    host: Annotated[str, typer.Option(help="Interface the head's GCS and scheduler bind.")] = "127.0.0.1",
+    num_cpus: Annotated[Optional[float], typer.Option(help="CPUs this node offers (default: all cores).")] = None,
+    num_gpus: Annotated[Optional[float], typer.Option(help="GPUs this node offers (default: detected).")] = None,
+    resources: Annotated[str, typer.Option(help='Custom resources as JSON, e.g. \'{"disk": 2}\'.')] = "{}",
+    object_store_memory: Annotated[Optional[int], typer.Option(help="Object store capacity in bytes (default: 30% of RAM).")] = None,
+    node_name: Annotated[str, typer.Option(help="Name of this node in status (default: host name).")] = "",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the services to be ready.")] = 30.0,
+) -> None:
+    """Start a cluster's head (--head) or add a node to one (--address), in the background."""
+    if head == (address is not None):
+        _fail("give exactly one of --head (start a new cluster) or --address HOST:PORT (join one)")
+    opts = NodeOptions(num_cpus, num_gpus, _parse_resources(resources), object_store_memory, node_name)
+    with rec.cluster_lock():
+        record = rec.read_record()
+        if record is not None and not record.live_services():
+            _remove_stale(record)
+            record = None
+        try:
+            if address is None:
+                _start_head(record, host, port, opts, timeout)
+            else:
+                _start_node(record, address, opts, timeout)
+        except StartFailed as exc:
+            _fail(f"zray start failed: {exc}")
+
+
+def _start_head(record: rec.ClusterRecord | None, host: str, port: int, opts: NodeOptions,
+                timeout: float) -> None:
+    if record is not None:
+        pids = ", ".join(f"{s.name} {s.pid}" for s in record.live_services())
+        _fail(f"a zray cluster started by `zray start` already runs on this host (GCS at "
+              f"{record.gcs_address}; pids {pids}); run `zray stop` first")
+    if host not in LOOPBACK:
+        typer.echo(f"warning: the GCS listens on {host}:{port} without authentication (CURVE is not "
+                   "implemented yet); anyone who can reach it can run code here", err=True)
+    launch = start_head(host, port, opts, timeout)
+    addr = f"{advertised_host(host)}:{port}"
+    record = rec.ClusterRecord(
+        gcs_address=f"tcp://{addr}", raylet_address=launch.raylet_address, address=addr,
+        session_dir=launch.session_dir, head=True, started_at=time.time(),
+        services=_services(launch), session_dirs=[launch.session_dir], store_dirs=[launch.store_dir])
+    rec.write_record(record)
+    typer.echo(f"zray head started: GCS at {addr}; session {launch.session_dir}\n\n"
+               f"  connect from Python on this host:  zray.init(\"auto\")  or  zray.init(\"{addr}\")\n"
+               f"  add a node to this cluster:        zray start --address {addr}\n"
+               f"  see the cluster:                   zray status\n"
+               f"  stop what zray start started here: zray stop")
+
+
+def _start_node(record: rec.ClusterRecord | None, address: str, opts: NodeOptions,
+                timeout: float) -> None:
+    from zray.common.sockets import normalize
+
+    gcs_address = normalize(address)
+    if record is not None and record.gcs_address != gcs_address:
+        _fail(f"this host already runs services of the cluster at {record.gcs_address}; "
+              f"`zray stop` them before joining {address}")
+    launch = start_node(gcs_address, opts, timeout)
+    if record is None:
+        record = rec.ClusterRecord(
+            gcs_address=gcs_address, raylet_address=launch.raylet_address,
+            address=gcs_address.removeprefix("tcp://"), session_dir=launch.session_dir,
+            head=False, started_at=time.time())
+    record.services += _services(launch)
+    record.session_dirs.append(launch.session_dir)
+    record.store_dirs.append(launch.store_dir)
+    rec.write_record(record)
+    typer.echo(f"zray node started: raylet pid {launch.procs['raylet'].pid} joined the cluster at "
+               f"{address}; session {launch.session_dir}")
+
+
+def _services(launch: Launch) -> list[rec.ServiceRecord]:
+    return [rec.service_record(name, proc.pid, launch.log(name)) for name, proc in launch.procs.items()]
+
+
+def stop(
+    timeout: Annotated[float, typer.Option(help="Seconds each stage may take before SIGKILL.")] = 10.0,
+) -> None:
+    """Stop what `zray start` started on this host and remove its session folders."""
+    with rec.cluster_lock():
+        record = rec.read_record()
+        if record is None:
+            rec.remove_record()  # an unreadable file, if any
+            typer.echo("no zray cluster started by `zray start` runs on this host")
+            return
+        for service, what in rec.terminate(record.services, timeout):
+            typer.echo(f"{service.name} (pid {service.pid}): {what}")
+        for path in record.store_dirs + record.session_dirs:
+            shutil.rmtree(path, ignore_errors=True)
+        rec.remove_record()
+        typer.echo(f"removed {len(record.session_dirs)} session folder(s) and "
+                   f"{len(record.store_dirs)} object store folder(s)")
+
+
+def status(
+    address: Annotated[Optional[str], typer.Option(help="GCS host:port (default: the cluster `zray start` runs here).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output, with this host's services.")] = False,
+) -> None:
+    """Nodes of a cluster: liveness, resources, object store, tasks and workers."""
+    from zray.cli.status_view import format_status, status_dict
+    from zray.common.messages.tables import NODES, NodeInfo
+    from zray.common.sockets import normalize
+    from zray.services.gcs.client import GcsClient
+
+    record = rec.read_record()
+    if address:
+        gcs_address = normalize(address)
+    elif record is not None:
+        gcs_address = record.gcs_address
+    else:
+        _fail("no zray cluster is running on this host (start one with `zray start --head`), "
+              "and no --address was given")
+    gcs = GcsClient(gcs_address, timeout=3.0)
+    try:
+        nodes = [NodeInfo.model_validate_json(v) for _, v in gcs.scan(NODES)]
+    except ZrayError as exc:
+        _fail(f"no zray cluster is reachable at {gcs_address}: {exc}")
+    finally:
+        gcs.close()
+    now = time.time()
+    if not as_json:
+        typer.echo(format_status(gcs_address, nodes, now))
+        return
+    services = _service_docs(record) if record and record.gcs_address == gcs_address else []
+    json.dump(status_dict(gcs_address, nodes, now, services), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def _service_docs(record: rec.ClusterRecord) -> list[dict[str, Any]]:
+    return [{"name": s.name, "pid": s.pid, "alive": s.process() is not None, "log": s.log}
+            for s in record.services]
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(start)
+    app.command()(stop)
+    app.command()(status)

@@ -1,0 +1,188 @@
+"""Starting detached services for `zray start` and waiting until they serve.
+
+A head is one GCS shard, one global scheduler and one raylet; a node is one
+more raylet. Each raylet gets its own session folder (ipc sockets, logs) and
+shared-memory store folder. If a service dies or the start times out, what
+was started is stopped and removed again, and `StartFailed` carries the log tail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from zray.client.local_cluster import (
+    log_path,
+    log_tail,
+    new_session_dir,
+    raylet_args,
+    spawn_service,
+    store_dir_for,
+)
+from zray.common.errors import ZrayError
+from zray.common.messages.tables import KV, NODES, NodeInfo
+from zray.common.sockets import host_ip
+from zray.services.gcs.client import GcsClient
+
+SCHEDULERS_PREFIX = "scheduler:"  # zray.services.global_sched.server.SCHEDULERS_KEY_PREFIX
+POLL_INTERVAL = 0.1
+WILDCARDS = ("0.0.0.0",)
+
+
+class StartFailed(ZrayError):
+    """A service of `zray start` died or did not become ready in time."""
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    num_cpus: float | None = None
+    num_gpus: float | None = None
+    resources: dict[str, float] = field(default_factory=dict)
+    object_store_memory: int | None = None
+    node_name: str = ""
+
+
+@dataclass
+class Launch:
+    """Services started by one `zray start`, in start order."""
+
+    session_dir: str
+    store_dir: str
+    raylet_address: str
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def log(self, name: str) -> str:
+        return log_path(self.session_dir, name)
+
+    def spawn(self, name: str, args: list[str]) -> None:
+        self.procs[name] = spawn_service(args, self.log(name), detached=True)
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            code = proc.poll()
+            if code is not None:
+                raise StartFailed(f"{name} exited with code {code} during start; last lines of "
+                                  f"{self.log(name)}:\n{log_tail(self.log(name))}")
+
+    def abort(self, timeout: float = 5.0) -> None:
+        """Stop everything this launch started and remove its folders."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + timeout
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(self.store_dir, ignore_errors=True)
+        shutil.rmtree(self.session_dir, ignore_errors=True)
+
+
+def bind_problem(host: str, port: int) -> str | None:
+    """Why a TCP listener cannot bind host:port, or None when it can."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is in use"
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
+
+
+def _new_launch() -> Launch:
+    session = new_session_dir()
+    return Launch(session_dir=session, store_dir=store_dir_for(session),
+                  raylet_address=f"ipc://{session}/sockets/raylet")
+
+
+def _spawn_raylet(launch: Launch, gcs_address: str, opts: NodeOptions) -> None:
+    launch.spawn("raylet", raylet_args(
+        gcs_address, launch.raylet_address, launch.store_dir, num_cpus=opts.num_cpus,
+        num_gpus=opts.num_gpus, resources=opts.resources,
+        object_store_memory=opts.object_store_memory, session_dir=launch.session_dir,
+        node_name=opts.node_name))
+
+
+def advertised_host(host: str) -> str:
+    """The address others use for a service bound to `host` (a wildcard means this host's IP)."""
+    return host_ip() if host in WILDCARDS else host
+
+
+def start_head(host: str, port: int, opts: NodeOptions, timeout: float) -> Launch:
+    """GCS on tcp://host:port (PUB on port + 1), a global scheduler, a raylet."""
+    for p in (port, port + 1):
+        problem = bind_problem(host, p)
+        if problem:
+            raise StartFailed(f"{problem} (the GCS needs ports {port} and {port + 1}); stop what "
+                              "holds it or choose another --port or --host")
+    gcs_address = f"tcp://{advertised_host(host)}:{port}"
+    launch = _new_launch()
+    try:
+        launch.spawn("gcs", ["zray.services.gcs", "start", "--address", f"tcp://{host}:{port}",
+                             "--data-dir", os.path.join(launch.session_dir, "gcs")])
+        launch.spawn("global-sched", ["zray.services.global_sched", "start",
+                                      "--gcs-address", gcs_address,
+                                      "--address", f"tcp://{advertised_host(host)}:0"])
+        _spawn_raylet(launch, gcs_address, opts)
+        wait_ready(launch, gcs_address, timeout)
+    except BaseException:
+        launch.abort()
+        raise
+    return launch
+
+
+def start_node(gcs_address: str, opts: NodeOptions, timeout: float) -> Launch:
+    """One more raylet for the cluster whose GCS is at gcs_address."""
+    gcs = GcsClient(gcs_address, timeout=min(timeout, 5.0))
+    try:
+        gcs.ping()
+    except ZrayError as exc:
+        raise StartFailed(f"no zray GCS answers at {gcs_address}: {exc}") from None
+    finally:
+        gcs.close()
+    launch = _new_launch()
+    try:
+        _spawn_raylet(launch, gcs_address, opts)
+        wait_ready(launch, gcs_address, timeout)
+    except BaseException:
+        launch.abort()
+        raise
+    return launch
+
+
+def wait_ready(launch: Launch, gcs_address: str, timeout: float) -> None:
+    """Until the GCS answers, the raylet's node record is alive and the global
+    scheduler (when this launch started one) has registered."""
+    deadline = time.monotonic() + timeout
+    sched = launch.procs.get("global-sched")
+    gcs = GcsClient(gcs_address, timeout=1.0)
+    try:
+        while True:
+            launch.check_alive()
+            with contextlib.suppress(ZrayError):
+                gcs.ping(timeout=0.5)
+                nodes = [NodeInfo.model_validate_json(v) for _, v in gcs.scan(NODES)]
+                raylet_up = any(n.alive and n.local_address == launch.raylet_address for n in nodes)
+                sched_up = sched is None or any(
+                    json.loads(v).get("pid") == sched.pid
+                    for _, v in gcs.scan(KV, prefix=SCHEDULERS_PREFIX))
+                if raylet_up and sched_up:
+                    return
+            if time.monotonic() > deadline:
+                tails = "\n".join(f"--- {launch.log(name)}\n{log_tail(launch.log(name), 10)}"
+                                  for name in launch.procs)
+                raise StartFailed(f"services did not become ready within {timeout:g}s:\n{tails}")
+            time.sleep(POLL_INTERVAL)
+    finally:
+        gcs.close()
