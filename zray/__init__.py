@@ -25,6 +25,10 @@ _EXPORTS = {
     "shutdown": "zray.client.api",
     "wait": "zray.client.api",
     "ObjectRef": "zray.client.object_ref",
+    "get_actor": "zray.client.actor",
+    "kill": "zray.client.actor",
+    "method": "zray.client.actor",
+    "ActorDiedError": "zray.common.errors",
     "GetTimeoutError": "zray.common.errors",
     "ObjectLostError": "zray.common.errors",
     "ObjectStoreFullError": "zray.common.errors",
@@ -35,6 +39,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "ActorDiedError", "get_actor", "kill", "method",
     "GetTimeoutError", "ObjectLostError", "ObjectRef", "ObjectStoreFullError",
     "TaskCancelledError", "TaskError", "WorkerCrashedError", "available_resources", "cancel",
     "cluster_resources", "exceptions", "get", "get_runtime_context", "init", "is_initialized",
@@ -57,6 +62,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from zray.client.actor import get_actor, kill, method
     from zray.client.api import (
         available_resources,
         cancel,
@@ -74,6 +80,7 @@ if TYPE_CHECKING:
     from zray.client.object_ref import ObjectRef
     from zray.common import errors as exceptions
     from zray.common.errors import (
+        ActorDiedError,
         GetTimeoutError,
         ObjectLostError,
         ObjectStoreFullError,

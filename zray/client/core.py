@@ -41,6 +41,7 @@ from zray.common.messages.raylet import (
     ExitWorker,
     FinishedTask,
     GetObjects,
+    KillActor,
     ObjectCreated,
     ObjectsReady,
     PutObject,
@@ -53,7 +54,7 @@ from zray.common.messages.raylet import (
     owner_address,
     split_frames,
 )
-from zray.common.messages.task import ArgSpec, ObjectLoc, TaskSpec
+from zray.common.messages.task import ActorCreation, ArgSpec, ObjectLoc, TaskSpec
 from zray.common.sockets import NOBLOCK, bind, configure, readable, recv_frames, send_frames
 from zray.services.gcs.client import GcsClient
 
@@ -134,6 +135,7 @@ class CoreClient:
         self.owner_socks: OrderedDict[str, zmq.Socket[Any]] = OrderedDict()
         self.current_task_id = TaskID.for_driver(self.job_id) if self.job_id else TaskID.nil()
         self.current_function = "driver" if is_driver else ""
+        self.actor_id: str | None = None
         self.task_counter = 0
         self.put_counter = 0
         set_tracker(self)
@@ -240,7 +242,7 @@ class CoreClient:
                 if loc.buf >= 0 or loc.in_store:
                     self.results[oid] = _Result(loc, bufs[loc.buf] if loc.buf >= 0 else None)
         elif isinstance(msg, ExecuteTasks):
-            if self.blocked:
+            if self.blocked and self.actor_id is None:
                 # Queued behind a task that now waits in get: hand them back to run elsewhere.
                 self.send(WorkerBlocked(returned=[t.spec.task_id for t in msg.tasks]))
             else:
@@ -337,11 +339,16 @@ class CoreClient:
             self.gcs.put("functions", function_id, pickled)
         self.exported.add(function_id)
 
+    def next_task_id(self) -> str:
+        self.task_counter += 1
+        return TaskID.for_child(self.current_task_id, self.task_counter).hex()
+
     def submit(self, function_id: str, function_name: str, args: Sequence[Any],
                kwargs: dict[str, Any], num_returns: int, resources: dict[str, float],
-               max_retries: int, retry_exceptions: bool, name: str | None) -> list[ObjectRef]:
-        self.task_counter += 1
-        task_id = TaskID.for_child(self.current_task_id, self.task_counter).hex()
+               max_retries: int, retry_exceptions: bool, name: str | None, *,
+               task_id: str | None = None, actor_creation: ActorCreation | None = None,
+               actor_id: str | None = None, method: str | None = None) -> list[ObjectRef]:
+        task_id = task_id or self.next_task_id()
         specs: list[ArgSpec] = []
         bufs: list[Any] = []
         keep: list[ObjectRef] = []
@@ -364,7 +371,7 @@ class CoreClient:
                         function_name=function_name, args=specs, num_returns=num_returns,
                         resources=resources, max_retries=max_retries,
                         retry_exceptions=retry_exceptions, owner=self.worker_id.hex(), name=name,
-                        attempt=0)
+                        attempt=0, actor_creation=actor_creation, actor_id=actor_id, method=method)
         self._queue_submit(spec, bufs)
         refs = []
         for i in range(1, num_returns + 1):
@@ -382,6 +389,9 @@ class CoreClient:
         self.send(PutObject(object_id=oid, size=loc.size, in_store=True))
         self.ready.add(oid)
         return ref
+
+    def kill_actor(self, actor_id: str, no_restart: bool) -> None:
+        self.send(KillActor(actor_id=actor_id, no_restart=no_restart))
 
     def cancel(self, ref: ObjectRef, force: bool) -> None:
         self.send(CancelTask(task_id=ref.task_id(), force=force))
@@ -408,8 +418,11 @@ class CoreClient:
         blocked = False
         if not self.is_driver:
             self.flush_finished()
-            returned = [m.spec.task_id for m, _ in self.tasks_inbox if isinstance(m, ExecuteTask)]
-            self.tasks_inbox = [(m, b) for m, b in self.tasks_inbox if not isinstance(m, ExecuteTask)]
+            returned: list[str] = []
+            if self.actor_id is None:  # an actor's calls can only run on its own worker
+                returned = [m.spec.task_id for m, _ in self.tasks_inbox if isinstance(m, ExecuteTask)]
+                self.tasks_inbox = [(m, b) for m, b in self.tasks_inbox
+                                    if not isinstance(m, ExecuteTask)]
             self.send(WorkerBlocked(returned=returned))
             self.blocked = blocked = True
         try:

@@ -52,6 +52,7 @@ class Worker:
     def __init__(self, client: CoreClient) -> None:
         self.client = client
         self.functions: dict[str, Any] = {}
+        self.actor: Any = None
         self.cancelled: set[str] = set()
         self.running = ""
         # Cancel requests arrive on their own socket so the SIGINT handler can
@@ -75,6 +76,13 @@ class Worker:
         self._read_control(200)
         if self.running and self.running in self.cancelled:
             raise KeyboardInterrupt
+
+    def _callable(self, spec: Any) -> Any:
+        if spec.method is not None:
+            if self.actor is None:
+                raise ZrayError(f"method {spec.method} sent to a worker that hosts no actor")
+            return getattr(self.actor, spec.method)
+        return self.load_function(spec.function_id)
 
     def load_function(self, function_id: str) -> Any:
         fn = self.functions.get(function_id)
@@ -121,8 +129,12 @@ class Worker:
                                               client.finished_bufs)
                 app_error = True
             else:
-                fn = self.load_function(spec.function_id)
+                fn = self._callable(spec)
                 result = fn(*args, **kwargs)
+                if spec.actor_creation is not None:
+                    self.actor = result
+                    client.actor_id = spec.actor_creation.actor_id
+                    result = None
                 self.running = ""
                 values = self._split(result, spec.num_returns, spec.function_name)
                 # After the call: a nested get may have flushed and replaced the buffer.

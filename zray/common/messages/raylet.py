@@ -92,6 +92,12 @@ class CancelTask(Message):
     force: bool = False
 
 
+class KillActor(Message):
+    kind: Literal["KillActor"] = "KillActor"
+    actor_id: str
+    no_restart: bool = True
+
+
 class WorkerBlocked(Message):
     """The worker's task waits in `get`: its CPU may go to another task, and
     the tasks queued behind it (`returned`) go back to the raylet."""
@@ -169,7 +175,7 @@ class NodeStatsReply(Message):
 CLIENT_TO_RAYLET: list[type[Message]] = [
     RegisterClient, SubmitTasks, PutObject, CreateObject, GetObjects, ReleaseObjects,
     CancelTask, WorkerBlocked, WorkerUnblocked, TaskFinished, LogLines, NodeStatsRequest,
-    DisconnectClient,
+    DisconnectClient, KillActor,
 ]
 RAYLET_TO_CLIENT: list[type[Message]] = [
     ClientRegistered, ObjectCreated, ObjectsReady, ExecuteTasks, ExitWorker, ErrorReply,

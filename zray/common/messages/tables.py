@@ -53,3 +53,22 @@ class ObjectInfo(Record):
     locations: list[str]
     task_id: str
     is_put: bool
+
+
+class ActorInfo(Record):
+    """The GCS actor table's row: what `get_actor` and `zray status` read."""
+
+    actor_id: str
+    class_name: str
+    job_id: str
+    state: str  # PENDING, ALIVE, RESTARTING, DEAD
+    name: str | None = None
+    namespace: str = "default"
+    detached: bool = False
+    node_id: str = ""
+    pid: int = 0
+    restarts: int = 0
+    max_restarts: int = 0
+    death_cause: str = ""
+    is_async: bool = False
+    methods: dict[str, int] = {}

@@ -17,8 +17,27 @@ class ArgSpec(Record):
     kw: str | None = None
 
 
+class ActorCreation(Record):
+    """Set on the task that creates an actor: the constructor call plus the actor's options."""
+
+    actor_id: str
+    class_name: str
+    name: str | None = None
+    namespace: str = "default"
+    detached: bool = False
+    max_restarts: int = 0
+    max_task_retries: int = 0
+    max_concurrency: int = 1
+    is_async: bool = False
+    methods: dict[str, int] = {}
+
+
 class TaskSpec(Record):
-    """Everything needed to (re-)execute a task; stored in the GCS as lineage."""
+    """Everything needed to (re-)execute a task; stored in the GCS as lineage.
+
+    An actor's constructor is a task with `actor_creation`; a method call names
+    `actor_id` and `method`.
+    """
 
     task_id: str
     job_id: str
@@ -33,6 +52,9 @@ class TaskSpec(Record):
     owner: str
     name: str | None = None
     attempt: int = 0
+    actor_creation: ActorCreation | None = None
+    actor_id: str | None = None
+    method: str | None = None
 
 
 class ObjectLoc(Record):

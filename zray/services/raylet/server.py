@@ -33,6 +33,7 @@ from zray.common.messages.raylet import (
     ExecuteTask,
     ExecuteTasks,
     GetObjects,
+    KillActor,
     LogLines,
     NodeStatsReply,
     NodeStatsRequest,
@@ -50,10 +51,11 @@ from zray.common.messages.raylet import (
 from zray.common.messages.sched import SCHED_REPLIES, NodeHeartbeat, PlaceTask, TaskPlaced
 from zray.common.messages.tables import KV, NODES, OBJECTS, TASKS, NodeInfo, ObjectInfo
 from zray.common.messages.task import ObjectLoc, TaskSpec
-from zray.common.serialization import serialize_error
+from zray.common.serialization import deserialize, serialize_error
 from zray.common.service import Service
 from zray.common.sockets import bind
 from zray.services.gcs.client import ServiceGcs
+from zray.services.raylet.actors import ActorManager
 from zray.services.raylet.object_store import SharedMemoryStore, check_shm, default_capacity
 from zray.services.raylet.resources import node_resources
 from zray.services.raylet.state import Client, LocalObject, Task
@@ -96,6 +98,7 @@ class Raylet(Service):
         self._assignments: dict[WorkerProc, list[tuple[ExecuteTask, list[Any]]]] = {}
         self.schedulers: dict[str, zmq.Socket[Any]] = {}
         self._next_req = 0
+        self.actors = ActorManager(self)
         self.counters = {"finished": 0, "failed": 0, "retried": 0, "submitted": 0}
         self.started = time.time()
 
@@ -120,6 +123,7 @@ class Raylet(Service):
             LogLines: self.on_log,
             DisconnectClient: self.on_disconnect,
             NodeStatsRequest: self.on_stats,
+            KillActor: self.on_kill_actor,
         }, routed=True)
         self.gcs = ServiceGcs(self, s.gcs_address)
         warning = check_shm(os.path.dirname(self.store_dir), self.store.capacity)
@@ -159,6 +163,11 @@ class Raylet(Service):
             inline_limit=self.settings.inline_limit))
         self.schedule_soon()
 
+    @staticmethod
+    def _is_detached_creation(task: Task) -> bool:
+        creation = task.spec.actor_creation
+        return creation is not None and creation.detached
+
     def on_disconnect(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
         self._drop_client(route[0], "disconnected")
 
@@ -173,13 +182,15 @@ class Raylet(Service):
             return
         job = client.job_id
         log.info("%s: job %s ends (%s)", self.name, job, why)
-        for task in self.queue.remove(lambda t: t.spec.job_id == job):
+        self.actors.job_ended(job)
+        for task in self.queue.remove(lambda t: t.spec.job_id == job
+                                      and not self._is_detached_creation(t)):
             self.tasks.pop(task.spec.task_id, None)
         for task_id, task in list(self.tasks.items()):
-            if task.spec.job_id != job:
+            if task.spec.job_id != job or self._is_detached_creation(task):
                 continue
             task.cancelled = True
-            if task.worker is not None:
+            if task.worker is not None and task.worker.actor_id is None:
                 self.pool.kill(task.worker)
             else:
                 self.tasks.pop(task_id, None)
@@ -216,7 +227,11 @@ class Raylet(Service):
                 if not obj.ready:
                     obj.waiting_tasks.append(task)
                     task.missing += 1
-        if task.missing == 0:
+        if spec.actor_creation is not None:
+            self.actors.created(task)
+        if spec.actor_id is not None:
+            self.actors.call_submitted(task)
+        elif task.missing == 0:
             self._enqueue(task)
         self.gcs.write(TASKS, spec.task_id,
                        wire.pack_blobs([spec.__pydantic_serializer__.to_json(spec), *bufs]))
@@ -246,7 +261,10 @@ class Raylet(Service):
                 assert worker is not None
                 worker.lease = task.resources
                 worker.lease_held = True
-                self._send_task(task, worker)
+                if task.spec.actor_creation is not None:
+                    self.actors.assigned(task, worker)
+                    self._keep_pool_size()
+                self.send_task(task, worker)
         if len(queue):
             self._pipeline()
         if len(queue) and not self.pool.idle:
@@ -256,7 +274,8 @@ class Raylet(Service):
         """Queue more tasks of the same shape behind busy workers' running ones,
         so a worker never waits for a round trip between short tasks."""
         busy = [w for w in self.pool.workers.values()
-                if w.tasks and w.lease is not None and w.lease_held and not w.blocked]
+                if w.tasks and w.lease is not None and w.lease_held and not w.blocked
+                and w.actor_id is None]
         if not busy:
             return
         depth = min(PIPELINE_DEPTH, len(self.queue) // len(busy) + 1)
@@ -264,7 +283,7 @@ class Raylet(Service):
             room = depth - len(worker.tasks)
             if room > 0 and worker.lease is not None:
                 for task in self.queue.pop_shape(worker.lease, room):
-                    self._send_task(task, worker)
+                    self.send_task(task, worker)
 
     def _maybe_spawn(self) -> None:
         # Start a worker when a CPU is free but every worker is busy (some block in get).
@@ -274,7 +293,7 @@ class Raylet(Service):
                 and len(self.pool.workers) < limit:
             self.pool.spawn()
 
-    def _send_task(self, task: Task, worker: WorkerProc) -> None:
+    def send_task(self, task: Task, worker: WorkerProc) -> None:
         """Assign a task to a worker; assignments go out batched per worker."""
         task.worker = worker
         task.dispatched_at = time.monotonic()
@@ -320,6 +339,8 @@ class Raylet(Service):
             worker.tasks.remove(task)
         except ValueError:
             pass
+        if worker.actor_id is not None:
+            return worker  # an actor's worker keeps its resources for the actor's life
         if not worker.tasks:
             self._release_lease(worker)
             if worker.worker_id in self.pool.workers:
@@ -345,6 +366,15 @@ class Raylet(Service):
             self._detach(task)
             if result.delivered:
                 self._skip_owner_push(task)
+            if task.spec.actor_creation is not None:
+                self._complete(task, result.returns, bufs)
+                self.actors.constructor_done(task, result.app_error,
+                                             _error_text(result.returns, bufs))
+                continue
+            if task.spec.actor_id is not None:
+                self.actors.call_finished(task)
+                self._complete(task, result.returns, bufs)
+                continue
             if result.app_error and task.spec.retry_exceptions and task.retries_left > 0 \
                     and not task.cancelled:
                 self._retry(task, "raised an exception")
@@ -374,6 +404,8 @@ class Raylet(Service):
         for loc in returns:
             data = bufs[loc.buf] if loc.buf >= 0 else None
             self._seal(loc.object_id, loc.size, data, loc.in_store, loc.is_error)
+        if task.spec.actor_creation is not None and task.spec.actor_creation.max_restarts:
+            return  # a restart runs the constructor again: its arguments stay pinned
         for arg in task.spec.args:
             if arg.ref is not None:
                 obj = self.objects.get(arg.ref)
@@ -381,7 +413,7 @@ class Raylet(Service):
                     obj.pins -= 1
                     self._maybe_free(obj)
 
-    def _fail(self, task: Task, error: BaseException) -> None:
+    def fail_task(self, task: Task, error: BaseException) -> None:
         self.counters["failed"] += 1
         payload = serialize_error(error).to_bytes()
         returns = [ObjectLoc(object_id=return_object_hex(task.spec.task_id, i), size=len(payload),
@@ -406,7 +438,10 @@ class Raylet(Service):
         for task in waiting:
             task.missing -= 1
             if task.missing == 0 and not task.cancelled:
-                self._enqueue(task)
+                if task.spec.actor_id is not None:
+                    self.actors.pump_for(task)
+                else:
+                    self._enqueue(task)
         clients, obj.waiting_clients = obj.waiting_clients, []
         for ident, fetch in clients:
             self._push(ident, obj, fetch)
@@ -499,7 +534,7 @@ class Raylet(Service):
         if worker is None:
             self.queue.remove(lambda t: t is task)
             self.infeasible.pop(msg.task_id, None)
-            self._fail(task, TaskCancelledError(
+            self.fail_task(task, TaskCancelledError(
                 f"task {task.spec.function_name} ({msg.task_id[:12]}) was cancelled before it ran"))
         elif msg.force and worker.task is task:
             self.pool.kill(worker)
@@ -515,7 +550,7 @@ class Raylet(Service):
     def on_blocked(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
         assert isinstance(msg, WorkerBlocked)
         worker = self.pool.workers.get(route[0])
-        if worker is None:
+        if worker is None or worker.actor_id is not None:
             return
         for task_id in msg.returned:
             task = self.tasks.get(task_id)
@@ -545,6 +580,10 @@ class Raylet(Service):
         for worker, code in dead:
             self.clients.pop(worker.worker_id, None)
             tasks = list(worker.tasks)
+            if worker.actor_id is not None and not tasks:
+                self._release_lease(worker)
+                self.actors.worker_died(worker, [], describe_exit(code))
+                continue
             if not tasks:
                 if code != 0 and self.status.value == "running":
                     log.warning("%s: idle worker pid %d %s", self.name, worker.pid, describe_exit(code))
@@ -553,29 +592,50 @@ class Raylet(Service):
             worker.tasks.clear()
             for task in tasks:
                 task.worker = None
+            if worker.actor_id is not None:
+                self.actors.worker_died(worker, tasks, describe_exit(code))
+                continue
             head, queued = tasks[0], tasks[1:]
             for task in reversed(queued):  # never started: back to the front, no retry spent
                 if task.cancelled:
-                    self._fail(task, TaskCancelledError(
+                    self.fail_task(task, TaskCancelledError(
                         f"task {task.spec.function_name} ({task.spec.task_id[:12]}) was cancelled"))
                 else:
                     self._enqueue(task, front=True)
             self._worker_lost(head, worker, describe_exit(code))
         if dead:
-            wanted = max(1, int(self.total.get("CPU", 1)))
-            while len(self.pool.workers) < wanted:
-                self.pool.spawn()
+            self._keep_pool_size()
             self.schedule_soon()
+
+    def _keep_pool_size(self) -> None:
+        """Keep at least one task worker per CPU (actors take theirs out of the pool)."""
+        wanted = max(1, int(self.total.get("CPU", 1)))
+        for _ in range(wanted - self.pool.task_workers()):
+            self.pool.spawn()
+
+    def restart_actor(self, creation: Task) -> None:
+        creation.cancelled = False
+        self.tasks[creation.spec.task_id] = creation
+        self._enqueue(creation, front=True)
+
+    def cancel_queued(self, task: Task) -> None:
+        self.queue.remove(lambda t: t is task)
+        self.infeasible.pop(task.spec.task_id, None)
+        self.tasks.pop(task.spec.task_id, None)
+
+    def on_kill_actor(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        assert isinstance(msg, KillActor)
+        self.actors.kill(msg.actor_id, msg.no_restart)
 
     def _worker_lost(self, task: Task, worker: WorkerProc, how: str) -> None:
         if task.cancelled:
-            self._fail(task, TaskCancelledError(
+            self.fail_task(task, TaskCancelledError(
                 f"task {task.spec.function_name} ({task.spec.task_id[:12]}) was cancelled; "
                 f"its worker pid {worker.pid} was stopped"))
         elif task.retries_left > 0:
             self._retry(task, f"lost its worker pid {worker.pid} ({how})")
         else:
-            self._fail(task, WorkerCrashedError(
+            self.fail_task(task, WorkerCrashedError(
                 f"the worker (pid {worker.pid}) running task {task.spec.function_name} "
                 f"({task.spec.task_id[:12]}) {how}; retried {task.spec.attempt} times "
                 f"(max_retries={task.spec.max_retries}); see its log {worker.log_path}"))
@@ -671,3 +731,15 @@ class Raylet(Service):
         self.gcs.flush()
         # Give the final node record a moment to leave; other sockets do not linger.
         self.gcs.sock.setsockopt(zmq.LINGER, 500)
+
+
+def _error_text(returns: list[ObjectLoc], bufs: list[Any]) -> str:
+    """The message of the error a failed task returned, for logs and causes."""
+    for loc in returns:
+        if loc.is_error and loc.buf >= 0:
+            try:
+                _, error = deserialize(bufs[loc.buf])
+            except Exception as exc:  # unpicklable here: the raylet lacks the user's modules
+                return f"(error not readable by the raylet: {exc})"
+            return str(error)
+    return ""

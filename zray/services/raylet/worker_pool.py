@@ -32,6 +32,8 @@ class WorkerProc:
     lease_held: bool = False
     blocked: bool = False
     gpu_ids: list[int] = field(default_factory=list)
+    # Set when the worker belongs to an actor for the rest of its life.
+    actor_id: str | None = None
     started_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -82,10 +84,20 @@ class WorkerPool:
             self.idle.append(worker)
         return worker
 
+    def dedicate(self, worker: WorkerProc) -> None:
+        """The worker leaves the task pool for good (it hosts an actor now)."""
+        if worker in self.idle:
+            self.idle.remove(worker)
+
+    def task_workers(self) -> int:
+        return sum(1 for w in self.workers.values() if w.actor_id is None)
+
     def take_idle(self) -> WorkerProc | None:
         return self.idle.pop() if self.idle else None
 
     def give_back(self, worker: WorkerProc) -> None:
+        if worker.actor_id is not None:
+            return
         worker.blocked = False
         worker.lease = None
         if worker.worker_id in self.workers and worker not in self.idle:
