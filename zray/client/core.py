@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +19,7 @@ import zmq
 
 from zray.client.object_ref import ObjectRef, set_tracker
 from zray.client.store import read_object, write_object
+from zray.client.task_context import TaskContext, TaskContextMixin
 from zray.common import serialization, wire
 from zray.common.errors import (
     ConnectionFailedError,
@@ -80,7 +81,7 @@ class _Result:
         self.data = data
 
 
-class CoreClient:
+class CoreClient(TaskContextMixin):
     def __init__(self, raylet_address: str, worker_id: bytes, is_driver: bool,
                  job_id: JobID | None = None, connect_timeout: float = 30.0) -> None:
         self.worker_id = worker_id
@@ -91,6 +92,12 @@ class CoreClient:
         self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)
         self.inbox: zmq.Socket[Any] | None = None
+        # Set in workers of concurrent actors (enable_threads).
+        self.threaded = False
+        self.on_wake: Any = None
+        self._io_thread = 0
+        self._wake_r = self._wake_w = -1
+        self._outq: deque[list[Any]] = deque()
         self.raylet_address = raylet_address
         self.results: dict[str, _Result] = {}
         self.ready: set[str] = set()
@@ -111,6 +118,7 @@ class CoreClient:
         self.blocked = False
         # The socket is used by the calling thread and the submit flusher thread.
         self.lock = threading.RLock()
+        self.cond = threading.Condition(self.lock)
         self._pending_specs: list[TaskSpec] = []
         self._pending_bufs: list[Any] = []
         self._pending_counts: list[int] = []
@@ -133,11 +141,10 @@ class CoreClient:
         bind(self.inbox, owner_address(self.session_dir, worker_id.hex()))
         self.poller.register(self.inbox, zmq.POLLIN)
         self.owner_socks: OrderedDict[str, zmq.Socket[Any]] = OrderedDict()
-        self.current_task_id = TaskID.for_driver(self.job_id) if self.job_id else TaskID.nil()
-        self.current_function = "driver" if is_driver else ""
+        self._root_context = TaskContext(
+            TaskID.for_driver(self.job_id) if self.job_id else TaskID.nil(),
+            "driver" if is_driver else "")
         self.actor_id: str | None = None
-        self.task_counter = 0
-        self.put_counter = 0
         set_tracker(self)
 
     # connection ----------------------------------------------------------
@@ -152,7 +159,32 @@ class CoreClient:
         with self.lock:
             self._flush_submits()
             self._flush_refs()
-            send_frames(self.sock, wire.encode(msg, buffers))
+            self._transmit(wire.encode(msg, buffers))
+
+    def _transmit(self, frames: list[Any]) -> None:
+        """Send on the raylet socket; in threaded mode only the I/O thread touches it."""
+        if self.threaded and threading.get_ident() != self._io_thread:
+            self._outq.append(frames)
+            os.write(self._wake_w, b"\0")
+        else:
+            send_frames(self.sock, frames)
+
+    def enable_threads(self, on_wake: Any) -> None:
+        """Calls now run on other threads: the calling thread becomes the only one
+        that touches sockets; the others queue what they send and wait on `cond`."""
+        with self.lock:
+            self._io_thread = threading.get_ident()
+            self._wake_r, self._wake_w = os.pipe()
+            os.set_blocking(self._wake_r, False)
+            self.poller.register(self._wake_r, zmq.POLLIN)
+            self.on_wake = on_wake
+            self.threaded = True
+
+    def wake(self) -> None:
+        os.write(self._wake_w, b"\0")
+
+    def _off_io_thread(self) -> bool:
+        return self.threaded and threading.get_ident() != self._io_thread
 
     def _queue_submit(self, spec: TaskSpec, bufs: list[Any]) -> None:
         with self.lock:
@@ -177,7 +209,7 @@ class CoreClient:
             frames = wire.encode(msg, self._pending_bufs)
             self._pending_specs, self._pending_bufs, self._pending_counts = [], [], []
             self._flush_refs()
-            send_frames(self.sock, frames)
+            self._transmit(frames)
 
     def _flush_loop(self) -> None:
         while not self.closed:
@@ -191,6 +223,15 @@ class CoreClient:
     def request(self, build: Any, buffers: Sequence[Any] = (), timeout: float = 60.0,
                 resend: bool = False) -> Message:
         with self.lock:
+            if self._off_io_thread():
+                self._next_req += 1
+                req_id = self._next_req
+                msg = build(req_id)
+                self.send(msg, buffers)
+                if not self.cond.wait_for(lambda: req_id in self.replies, timeout):
+                    raise ConnectionFailedError(f"raylet at {self.raylet_address} did not answer "
+                                                f"{msg.kind} within {timeout:.0f}s")
+                return self._reply(msg, self.replies.pop(req_id))
             return self._request(build, buffers, timeout, resend)
 
     def _request(self, build: Any, buffers: Sequence[Any], timeout: float, resend: bool) -> Message:
@@ -209,7 +250,9 @@ class CoreClient:
                 self.send(msg, buffers)
                 next_resend = now + 1.0
             self._pump(min(deadline, next_resend if resend else deadline) - now)
-        reply = self.replies.pop(req_id)
+        return self._reply(msg, self.replies.pop(req_id))
+
+    def _reply(self, msg: Message, reply: Message) -> Message:
         if isinstance(reply, ErrorReply):
             if "object store full" in reply.error:
                 raise ObjectStoreFullError(reply.error.split(": ", 1)[-1])
@@ -219,8 +262,21 @@ class CoreClient:
     def _pump(self, timeout: float | None) -> bool:
         """Handle every message that arrives within `timeout` seconds; True if any did."""
         ms = -1 if timeout is None else max(0, int(timeout * 1000))
-        if not self.poller.poll(ms):
+        events = self.poller.poll(ms)
+        if not events:
             return False
+        self._process(events)
+        return True
+
+    def _process(self, events: list[tuple[Any, int]]) -> None:
+        if self.threaded and any(fd == self._wake_r for fd, _ in events):
+            try:
+                os.read(self._wake_r, 65536)
+            except BlockingIOError:
+                pass
+            while self._outq:
+                send_frames(self.sock, self._outq.popleft())
+            self.on_wake()
         while True:
             got = False
             if self.inbox is not None and readable(self.inbox):
@@ -230,7 +286,9 @@ class CoreClient:
                 self._handle(recv_frames(self.sock, NOBLOCK))
                 got = True
             if not got:
-                return True
+                break
+        if self.threaded:
+            self.cond.notify_all()
 
     def _handle(self, frames: list[bytes]) -> None:
         msg, bufs = _PROTOCOL.decode(frames)
@@ -287,7 +345,7 @@ class CoreClient:
                 released.append(oid)
         escaped, self.to_escape = self.to_escape, []
         if released or escaped:
-            send_frames(self.sock, wire.encode(ReleaseObjects(object_ids=released, escaped=escaped)))
+            self._transmit(wire.encode(ReleaseObjects(object_ids=released, escaped=escaped)))
 
     def _in_store(self, oid: str) -> bool:
         result = self.results.get(oid)
@@ -317,8 +375,7 @@ class CoreClient:
     def put(self, value: Any) -> ObjectRef:
         if isinstance(value, ObjectRef):
             raise TypeError("put() of an ObjectRef is not allowed; pass the ref itself")
-        self.put_counter += 1
-        oid = self.current_task_id.hex() + f"{self.put_counter | PUT_FLAG:08x}"
+        oid = self.current_task_id.hex() + f"{self.next_put_counter() | PUT_FLAG:08x}"
         ser = self.serialize_value(value)
         ref = ObjectRef(oid, owned=True)
         if ser.total_size > self.inline_limit:
@@ -340,8 +397,7 @@ class CoreClient:
         self.exported.add(function_id)
 
     def next_task_id(self) -> str:
-        self.task_counter += 1
-        return TaskID.for_child(self.current_task_id, self.task_counter).hex()
+        return TaskID.for_child(self.current_task_id, self.next_child_counter()).hex()
 
     def submit(self, function_id: str, function_name: str, args: Sequence[Any],
                kwargs: dict[str, Any], num_returns: int, resources: dict[str, float],
@@ -382,8 +438,7 @@ class CoreClient:
         return refs
 
     def _put_serialized(self, ser: serialization.SerializedObject) -> ObjectRef:
-        self.put_counter += 1
-        oid = self.current_task_id.hex() + f"{self.put_counter | PUT_FLAG:08x}"
+        oid = self.current_task_id.hex() + f"{self.next_put_counter() | PUT_FLAG:08x}"
         ref = ObjectRef(oid, owned=True)
         loc = self.store_object(oid, ser)
         self.send(PutObject(object_id=oid, size=loc.size, in_store=True))
@@ -409,7 +464,11 @@ class CoreClient:
     def _wait_until(self, done: Any, timeout: float | None) -> bool:
         with self.lock:
             self._flush_submits()
-            return self._wait_locked(done, timeout)
+            if not self.threaded:
+                return self._wait_locked(done, timeout)
+            # A call's thread: the I/O thread receives, this one waits to be told.
+            self._flush_refs(force=True)
+            return self.cond.wait_for(done, timeout)
 
     def _wait_locked(self, done: Any, timeout: float | None) -> bool:
         if done():
@@ -513,8 +572,17 @@ class CoreClient:
                 self.flush_finished()
             while not self.tasks_inbox:
                 self._flush_refs(force=True)
+                if self.threaded:
+                    break
                 self._pump(None)
-            return self.tasks_inbox.pop(0)
+            if self.tasks_inbox:
+                return self.tasks_inbox.pop(0)
+        while True:  # concurrent actor: poll without the lock, so calls' threads can queue
+            events = self.poller.poll(-1)
+            with self.lock:
+                self._process(events)
+                if self.tasks_inbox:
+                    return self.tasks_inbox.pop(0)
 
     def add_finished(self, result: FinishedTask, owner: str, final: bool) -> None:
         """Buffer a result; its ObjectLoc.buf values index `finished_bufs`.
@@ -525,6 +593,17 @@ class CoreClient:
         self.finished_owners.append(owner if final else "")
         if len(self.finished) >= 64:
             self.flush_finished()
+
+    def add_finished_frames(self, result: FinishedTask, frames: list[Any], owner: str,
+                            final: bool) -> None:
+        """add_finished for a result whose ObjectLoc.buf values index `frames`."""
+        if frames:
+            base = len(self.finished_bufs)
+            result = result.model_copy(update={"returns": [
+                loc.model_copy(update={"buf": loc.buf + base}) if loc.buf >= 0 else loc
+                for loc in result.returns]})
+            self.finished_bufs.extend(frames)
+        self.add_finished(result, owner, final)
 
     def flush_finished(self) -> None:
         if not self.finished:

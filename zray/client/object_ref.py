@@ -57,6 +57,15 @@ class ObjectRef:
         serialization.note_contained_ref(self._hex)
         return (_rebuild, (self._hex,))
 
+    def __await__(self) -> Any:
+        """`await ref` in async code (async actors): waits without blocking the event loop."""
+        import asyncio
+
+        from zray.client import api
+
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(None, api.get, self).__await__()
+
     def __del__(self) -> None:
         tracker = self._tracked
         if tracker is not None:

@@ -6,6 +6,7 @@ Started by the raylet as `python -m zray.client.worker`; dies with it.
 from __future__ import annotations
 
 import ctypes
+import inspect
 import os
 import signal
 import sys
@@ -17,6 +18,13 @@ import cloudpickle
 import zmq
 
 from zray.client import api
+from zray.client.concurrency import (
+    ASYNC_DEFAULT_CONCURRENCY,
+    AsyncCalls,
+    ConcurrentCalls,
+    Outcome,
+    ThreadedCalls,
+)
 from zray.client.core import CoreClient
 from zray.client.output import LogForwarder
 from zray.common import serialization, wire
@@ -26,7 +34,6 @@ from zray.common.messages.raylet import (
     CancelTask,
     ExecuteTask,
     ExitWorker,
-    FinishedTask,
 )
 from zray.common.messages.task import ObjectLoc
 from zray.common.sockets import configure
@@ -53,6 +60,7 @@ class Worker:
         self.client = client
         self.functions: dict[str, Any] = {}
         self.actor: Any = None
+        self.calls: ConcurrentCalls | None = None
         self.cancelled: set[str] = set()
         self.running = ""
         # Cancel requests arrive on their own socket so the SIGINT handler can
@@ -104,64 +112,92 @@ class Worker:
                 self.client.flush_finished()
                 return
             assert isinstance(msg, ExecuteTask)
+            if self.calls is not None and msg.spec.method is not None:
+                self.calls.submit(msg, bufs)
+                continue
             if not self.client.finished:
                 flush_after = time.monotonic() + RESULT_BATCH_SECONDS
             self._read_control(0)
             self.execute(msg, bufs)
 
     def execute(self, msg: ExecuteTask, bufs: list[Any]) -> None:
+        """Run a task on this thread; its result joins the worker's next batch."""
         spec = msg.spec
         client = self.client
-        client.current_task_id = TaskID.from_hex(spec.task_id)
-        client.current_function = spec.function_name
-        client.task_counter = 0
-        client.put_counter = 0
+        client.enter_task(TaskID.from_hex(spec.task_id), spec.function_name)
         if msg.gpu_ids:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in msg.gpu_ids)
-        app_error = cancelled = False
+        try:
+            outcome = self.call(msg, bufs)
+        finally:
+            client.leave_task()
+            sys.stdout.flush()
+            sys.stderr.flush()
+        # Packaged after the call: a nested get may have flushed and replaced the buffer.
+        returns = self.package(spec, outcome, client.finished_bufs)
+        client.add_finished(outcome.finished(spec.task_id, returns), spec.owner, outcome.final(spec))
+        if spec.actor_creation is not None and outcome.error is None:
+            self._start_concurrency(spec.actor_creation)
+
+    def call(self, msg: ExecuteTask, bufs: list[Any]) -> Outcome:
+        spec = msg.spec
         try:
             if spec.task_id in self.cancelled:
                 raise KeyboardInterrupt
             self.running = spec.task_id
             error_payload, args, kwargs = self._arguments(msg, bufs)
             if error_payload is not None:
-                returns = self._error_returns(spec.task_id, spec.num_returns, error_payload,
-                                              client.finished_bufs)
-                app_error = True
-            else:
-                fn = self._callable(spec)
-                result = fn(*args, **kwargs)
-                if spec.actor_creation is not None:
-                    self.actor = result
-                    client.actor_id = spec.actor_creation.actor_id
-                    result = None
-                self.running = ""
-                values = self._split(result, spec.num_returns, spec.function_name)
-                # After the call: a nested get may have flushed and replaced the buffer.
-                returns = self._store_returns(spec.task_id, values, client.finished_bufs)
+                return Outcome(error=error_payload, app_error=True)
+            result = self._callable(spec)(*args, **kwargs)
+            self.running = ""
+            return self._outcome_of(spec, result)
         except KeyboardInterrupt:
-            cancelled = True
-            err: BaseException = TaskCancelledError(
-                f"task {spec.function_name} ({spec.task_id[:12]}) was cancelled")
-            returns = self._error_returns(spec.task_id, spec.num_returns,
-                                          serialization.serialize_error(err).to_bytes(),
-                                          client.finished_bufs)
+            return Outcome(error=_cancelled_payload(spec), cancelled=True)
         except Exception as exc:
-            app_error = True
-            err = TaskError(spec.function_name, traceback.format_exc(), exc, os.getpid(),
-                            client.node_id)
-            returns = self._error_returns(spec.task_id, spec.num_returns,
-                                          serialization.serialize_error(err).to_bytes(),
-                                          client.finished_bufs)
+            return Outcome(error=self._error_payload(spec, exc), app_error=True)
         finally:
             self.running = ""
             self.cancelled.discard(spec.task_id)
-            client.current_function = ""
-            sys.stdout.flush()
-            sys.stderr.flush()
-        final = not (app_error and spec.retry_exceptions and spec.attempt < spec.max_retries)
-        client.add_finished(FinishedTask(task_id=spec.task_id, returns=returns, app_error=app_error,
-                                         cancelled=cancelled), spec.owner, final)
+
+    async def call_async(self, msg: ExecuteTask, bufs: list[Any]) -> Outcome:
+        spec = msg.spec
+        try:
+            error_payload, args, kwargs = self._arguments(msg, bufs)
+            if error_payload is not None:
+                return Outcome(error=error_payload, app_error=True)
+            result = self._callable(spec)(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+            return self._outcome_of(spec, result)
+        except Exception as exc:
+            return Outcome(error=self._error_payload(spec, exc), app_error=True)
+
+    def _outcome_of(self, spec: Any, result: Any) -> Outcome:
+        if spec.actor_creation is not None:
+            self.actor = result
+            self.client.actor_id = spec.actor_creation.actor_id
+            result = None
+        return Outcome(values=self._split(result, spec.num_returns, spec.function_name))
+
+    def _error_payload(self, spec: Any, exc: Exception) -> bytes:
+        err = TaskError(spec.function_name, traceback.format_exc(), exc, os.getpid(),
+                        self.client.node_id)
+        return serialization.serialize_error(err).to_bytes()
+
+    def package(self, spec: Any, outcome: Outcome, out: list[Any]) -> list[ObjectLoc]:
+        if outcome.error is not None:
+            return self._error_returns(spec.task_id, spec.num_returns, outcome.error, out)
+        assert outcome.values is not None
+        return self._store_returns(spec.task_id, outcome.values, out)
+
+    def _start_concurrency(self, creation: Any) -> None:
+        if creation.is_async:
+            self.calls = AsyncCalls(self, creation.max_concurrency if creation.max_concurrency > 1
+                                    else ASYNC_DEFAULT_CONCURRENCY)
+        elif creation.max_concurrency > 1:
+            self.calls = ThreadedCalls(self, creation.max_concurrency)
+        if self.calls is not None:
+            self.client.enable_threads(self.calls.report)
 
     def _arguments(self, msg: ExecuteTask, bufs: list[Any]) -> tuple[Any, list[Any], dict[str, Any]]:
         args: list[Any] = []
@@ -210,6 +246,11 @@ class Worker:
         out.append(payload)
         return [ObjectLoc(object_id=f"{task_id}{i:08x}", size=len(payload), buf=index, is_error=True)
                 for i in range(1, num_returns + 1)]
+
+
+def _cancelled_payload(spec: Any) -> bytes:
+    err = TaskCancelledError(f"task {spec.function_name} ({spec.task_id[:12]}) was cancelled")
+    return serialization.serialize_error(err).to_bytes()
 
 
 def main() -> None:
