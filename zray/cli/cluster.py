@@ -161,7 +161,7 @@ def status(
 ) -> None:
     """Nodes of a cluster: liveness, resources, object store, tasks and workers."""
     from zray.cli.status_view import format_status, status_dict
-    from zray.common.messages.tables import NODES, NodeInfo
+    from zray.common.messages.tables import ACTORS, NODES, ActorInfo, NodeInfo
     from zray.common.sockets import normalize
     from zray.services.gcs.client import GcsClient
 
@@ -176,16 +176,17 @@ def status(
     gcs = GcsClient(gcs_address, timeout=3.0)
     try:
         nodes = [NodeInfo.model_validate_json(v) for _, v in gcs.scan(NODES)]
+        actors = [ActorInfo.model_validate_json(v) for _, v in gcs.scan(ACTORS)]
     except ZrayError as exc:
         _fail(f"no zray cluster is reachable at {gcs_address}: {exc}")
     finally:
         gcs.close()
     now = time.time()
     if not as_json:
-        typer.echo(format_status(gcs_address, nodes, now))
+        typer.echo(format_status(gcs_address, nodes, now, actors))
         return
     services = _service_docs(record) if record and record.gcs_address == gcs_address else []
-    json.dump(status_dict(gcs_address, nodes, now, services), sys.stdout, indent=2)
+    json.dump(status_dict(gcs_address, nodes, now, services, actors), sys.stdout, indent=2)
     sys.stdout.write("\n")
 
 

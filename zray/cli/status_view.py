@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zray.common.messages.tables import NodeInfo
+from zray.common.messages.tables import ActorInfo, NodeInfo
 
 # A node whose record is older than this is shown dead (same rule as zray.nodes()).
 NODE_DEAD_AFTER = 10.0
@@ -69,7 +69,26 @@ def cluster_usage(nodes: list[NodeInfo], now: float) -> dict[str, tuple[float, f
     return total
 
 
-def format_status(address: str, nodes: list[NodeInfo], now: float) -> str:
+def format_actors(actors: list[ActorInfo]) -> list[str]:
+    if not actors:
+        return []
+    counts: dict[str, int] = {}
+    for a in actors:
+        counts[a.state] = counts.get(a.state, 0) + 1
+    lines = ["", "actors        " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))]
+    for a in sorted(actors, key=lambda a: (a.state == "DEAD", a.class_name, a.actor_id)):
+        name = f" name={a.namespace}/{a.name}" if a.name else ""
+        where = f" pid {a.pid} node {a.node_id[:8]}" if a.state != "DEAD" and a.pid else ""
+        extra = f" restarts {a.restarts}/{a.max_restarts}" if a.max_restarts else ""
+        lines.append(f"  {a.actor_id}  {a.class_name:<16} {a.state:<10}{name}{where}{extra}"
+                     + ("  detached" if a.detached else ""))
+        if a.state == "DEAD" and a.death_cause:
+            lines.append(f"      died: {a.death_cause.splitlines()[0][:160]}")
+    return lines
+
+
+def format_status(address: str, nodes: list[NodeInfo], now: float,
+                  actors: list[ActorInfo] | None = None) -> str:
     nodes = sorted(nodes, key=lambda n: (not node_alive(n, now), n.start_time))
     alive = sum(node_alive(n, now) for n in nodes)
     lines = [f"zray cluster at {address}: {alive} node{'s' if alive != 1 else ''} alive"
@@ -77,11 +96,13 @@ def format_status(address: str, nodes: list[NodeInfo], now: float) -> str:
              f"  resources     {format_resources(cluster_usage(nodes, now))}  (used/total)", ""]
     for node in nodes:
         lines += format_node(node, now)
+    lines += format_actors(actors or [])
     return "\n".join(lines)
 
 
 def status_dict(address: str, nodes: list[NodeInfo], now: float,
-                services: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                services: list[dict[str, Any]] | None = None,
+                actors: list[ActorInfo] | None = None) -> dict[str, Any]:
     """The `zray status --json` document."""
     doc: dict[str, Any] = {
         "address": address,
@@ -89,6 +110,7 @@ def status_dict(address: str, nodes: list[NodeInfo], now: float,
                    "resources_used": {k: u for k, (u, _) in resource_usage(n).items()}}
                   for n in nodes],
         "resources": {k: {"used": u, "total": t} for k, (u, t) in cluster_usage(nodes, now).items()},
+        "actors": [a.model_dump() for a in actors or []],
     }
     if services is not None:
         doc["services"] = services
