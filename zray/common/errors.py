@@ -68,7 +68,8 @@ class TaskError(ZrayError):
         self.cause = cause
         self.pid = pid
         self.node = node
-        super().__init__(self._message())
+        # Not super(): in a dual class the next __init__ would be the cause's own.
+        BaseException.__init__(self, self._message())
 
     def _message(self) -> str:
         where = f" (pid={self.pid}, node={self.node[:8]})" if self.pid else ""
@@ -87,7 +88,7 @@ class TaskError(ZrayError):
             return self
         name = f"TaskError({cause_cls.__name__})"
         dual = _dual_class(cause_cls, name)
-        err: TaskError = TaskError.__new__(dual)
+        err: TaskError = dual.__new__(dual)
         TaskError.__init__(err, self.function_name, self.traceback_str, self.cause, self.pid, self.node)
         err.args = (self._message(),)
         return err
