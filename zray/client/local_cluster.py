@@ -8,7 +8,6 @@ spawning, log tails) are shared with `zray start` (zray/cli/cluster.py).
 
 from __future__ import annotations
 
-import ctypes
 import datetime
 import json
 import os
@@ -25,10 +24,7 @@ SESSION_ROOT = os.environ.get("ZRAY_SESSION_ROOT", "/tmp/zray_sessions")
 STORE_ROOT = "/dev/shm"
 
 
-def _die_with_parent() -> None:
-    # SIGTERM, not SIGKILL: a service whose driver died still closes cleanly
-    # (workers stopped, store folder removed).
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+PARENT_PID_ENV = "ZRAY_DIE_WITH_PID"
 
 
 def new_session_dir() -> str:
@@ -123,11 +119,17 @@ def spawn_service(args: list[str], log_file: str, env: dict[str, str] | None = N
     The child's pid is added to the session's `pids` file (the session folder is
     the log folder's parent), which tells the stale-session sweep it is in use.
     """
+    child_env = dict(os.environ, **(env or {}))
+    child_env.pop(PARENT_PID_ENV, None)
+    if bound_to_parent:
+        # The child arms PR_SET_PDEATHSIG itself (zray.common.lifetime): no
+        # preexec_fn, so the spawn stays on the fast vfork path.
+        child_env[PARENT_PID_ENV] = str(os.getpid())
     with open(log_file, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", *args], env=dict(os.environ, **(env or {})),
+            [sys.executable, "-m", *args], env=child_env,
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent if bound_to_parent else None, start_new_session=detached)
+            start_new_session=detached)
     with open(os.path.join(os.path.dirname(os.path.dirname(log_file)), "pids"), "a") as f:
         f.write(f"{proc.pid}\n")
     return proc

@@ -5,7 +5,6 @@ Started by the raylet as `python -m zray.client.worker`; dies with it.
 
 from __future__ import annotations
 
-import ctypes
 import inspect
 import os
 import signal
@@ -30,6 +29,7 @@ from zray.client.output import LogForwarder
 from zray.common import serialization, wire
 from zray.common.errors import ProtocolError, TaskCancelledError, TaskError, ZrayError
 from zray.common.ids import TaskID
+from zray.common.lifetime import die_with_parent
 from zray.common.messages.raylet import (
     CancelTask,
     ExecuteTask,
@@ -38,21 +38,10 @@ from zray.common.messages.raylet import (
 from zray.common.messages.task import ObjectLoc
 from zray.common.sockets import configure
 
-PR_SET_PDEATHSIG = 1
 CONTROL_SUFFIX = b"/ctl"
 # Results of back-to-back short tasks go out together, at most this late.
 RESULT_BATCH_SECONDS = 0.002
 _CONTROL = wire.Protocol("worker-control", [CancelTask])
-
-
-def _die_with_parent() -> None:
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
-    expected = int(os.environ.get("ZRAY_RAYLET_PID", "0"))
-    if expected and os.getppid() != expected:
-        os._exit(1)
 
 
 class Worker:
@@ -254,7 +243,7 @@ def _cancelled_payload(spec: Any) -> bytes:
 
 
 def main() -> None:
-    _die_with_parent()
+    die_with_parent(int(os.environ.get("ZRAY_RAYLET_PID", "0")), signal.SIGKILL)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     worker_id = bytes.fromhex(os.environ["ZRAY_WORKER_ID"])
     client = CoreClient(os.environ["ZRAY_RAYLET_ADDRESS"], worker_id, is_driver=False)

@@ -88,7 +88,7 @@ class TaskError(ZrayError):
             return self
         name = f"TaskError({cause_cls.__name__})"
         dual = _dual_class(cause_cls, name)
-        err: TaskError = dual.__new__(dual)
+        err: TaskError = dual.__new__(dual)  # type: ignore[call-overload]
         TaskError.__init__(err, self.function_name, self.traceback_str, self.cause, self.pid, self.node)
         err.args = (self._message(),)
         return err

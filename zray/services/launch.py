@@ -23,6 +23,10 @@ def _prespawn_workers() -> object:
 
 
 def main(role: str) -> None:
+    from zray.common.lifetime import die_with_parent_from_env
+
+    # An embedded cluster's services end with the driver that started them.
+    die_with_parent_from_env("ZRAY_DIE_WITH_PID")
     from zray.common.logs import configure_logging
 
     if role == "raylet":
