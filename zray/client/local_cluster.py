@@ -173,8 +173,9 @@ class LocalCluster:
                 env[key] = str(int(value) if key == "ZRAY_OBJECT_STORE_MEMORY" else value)
         if resources:
             env["ZRAY_RESOURCES"] = json.dumps(resources)
-        for name in ("raylet", "gcs", "global-sched"):
-            cluster._spawn(name, ["zray.services.launch", name], env, bound_to_parent)
+        # One process serves the GCS and forks the other services (see launch.py);
+        # its log is gcs.log, theirs global-sched.log and raylet.log.
+        cluster._spawn("gcs", ["zray.services.launch", "embedded"], env, bound_to_parent)
         return cluster
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str], bound: bool) -> None:
@@ -185,9 +186,10 @@ class LocalCluster:
         for name, proc in self.procs.items():
             code = proc.poll()
             if code is not None:
-                path = log_path(self.session_dir, name)
-                raise ConnectionFailedError(f"embedded {name} exited with code {code} during start; "
-                                            f"log {path}:\n{log_tail(path)}")
+                paths = [log_path(self.session_dir, n) for n in ("gcs", "global-sched", "raylet")]
+                tails = "".join(f"\n--- {p}:\n{log_tail(p)}" for p in paths)
+                raise ConnectionFailedError(
+                    f"embedded cluster ({name}) exited with code {code} during start:{tails}")
 
     def stop(self, timeout: float = 5.0) -> None:
         for proc in self.procs.values():

@@ -1,16 +1,19 @@
-"""Start a service from `ZRAY_*` environment settings, without the CLI layer.
+"""Start services from `ZRAY_*` environment settings, without the CLI layer.
 
-Used by the embedded cluster, where start time matters: a raylet starts its
-first workers before it imports anything heavy, so their start overlaps its own.
+`embedded` is what `zray.init()` runs: one process imports what every
+service and worker needs, forks the global scheduler and the raylet (which
+forks its first workers), then serves as the GCS shard itself. Each service
+is still its own process; none pays Python's start-up and imports again.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 
-def _prespawn_workers() -> object:
+def _prespawn_workers(fork: bool) -> object:
     from zray.services.raylet.worker_pool import WorkerPool
 
     session = os.environ["ZRAY_SESSION_DIR"]
@@ -18,8 +21,78 @@ def _prespawn_workers() -> object:
     count = max(1, int(float(cpus))) if cpus else (os.cpu_count() or 1)
     pool = WorkerPool(os.environ["ZRAY_LOCAL_ADDRESS"], os.path.join(session, "logs"), {})
     for _ in range(count):
-        pool.spawn()
+        pool.spawn(fork=fork)
     return pool
+
+
+def _run_raylet(fork_workers: bool) -> None:
+    from zray.common.config import RayletSettings
+    from zray.common.logs import configure_logging
+    from zray.services.raylet.server import Raylet
+
+    pool = _prespawn_workers(fork_workers)
+    settings = RayletSettings.load()
+    configure_logging("raylet", settings.log_level)
+    Raylet(settings, pool=pool).run()  # type: ignore[arg-type]
+
+
+def _run_gcs(children: dict[str, Any] | None = None) -> None:
+    from zray.common.config import GcsSettings
+    from zray.common.logs import configure_logging
+    from zray.services.gcs.server import GcsShard
+
+    settings = GcsSettings.load(env_prefix="ZRAY_GCS_")
+    configure_logging("gcs", settings.log_level)
+    shard = GcsShard(settings)
+    if children:
+        def watch() -> None:
+            for name, child in children.items():
+                if child.poll() is not None:
+                    shard.close(f"embedded {name} exited with code {child.returncode}")
+                    raise SystemExit(1)
+
+        shard.every(0.2, watch)
+    shard.run()
+
+
+def _run_sched() -> None:
+    from zray.common.config import SchedSettings
+    from zray.common.logs import configure_logging
+    from zray.services.global_sched.server import GlobalScheduler
+
+    settings = SchedSettings.load(env_prefix="ZRAY_SCHED_",
+                                  gcs_address=os.environ["ZRAY_GCS_ADDRESS"])
+    configure_logging("global-sched", settings.log_level)
+    GlobalScheduler(settings).run()
+
+
+def _run_embedded() -> None:
+    import signal
+    import subprocess
+
+    import zray.client.worker  # noqa: F401  (imported once, inherited by forked workers)
+    import zray.services.gcs.server  # noqa: F401
+    import zray.services.global_sched.server  # noqa: F401
+    import zray.services.raylet.server  # noqa: F401
+    from zray.common.forking import fork_child
+
+    logs = os.path.join(os.environ["ZRAY_SESSION_DIR"], "logs")
+    children = {
+        "global-sched": fork_child(_run_sched, os.path.join(logs, "global-sched.log")),
+        "raylet": fork_child(lambda: _run_raylet(fork_workers=True), os.path.join(logs, "raylet.log")),
+    }
+    try:
+        _run_gcs(children)
+    finally:
+        # The GCS goes last: its children close first (the raylet stops its workers).
+        for child in children.values():
+            child.send_signal(signal.SIGTERM)
+        for child in children.values():
+            try:
+                child.wait(10.0)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
 
 
 def main(role: str) -> None:
@@ -27,33 +100,16 @@ def main(role: str) -> None:
 
     # An embedded cluster's services end with the driver that started them.
     die_with_parent_from_env("ZRAY_DIE_WITH_PID")
-    from zray.common.logs import configure_logging
-
-    if role == "raylet":
-        pool = _prespawn_workers()
-        from zray.common.config import RayletSettings
-        from zray.services.raylet.server import Raylet
-
-        settings = RayletSettings.load()
-        configure_logging("raylet", settings.log_level)
-        Raylet(settings, pool=pool).run()  # type: ignore[arg-type]
-    elif role == "gcs":
-        from zray.common.config import GcsSettings
-        from zray.services.gcs.server import GcsShard
-
-        gcs_settings = GcsSettings.load(env_prefix="ZRAY_GCS_")
-        configure_logging("gcs", gcs_settings.log_level)
-        GcsShard(gcs_settings).run()
-    elif role == "global-sched":
-        from zray.common.config import SchedSettings
-        from zray.services.global_sched.server import GlobalScheduler
-
-        sched_settings = SchedSettings.load(env_prefix="ZRAY_SCHED_",
-                                            gcs_address=os.environ["ZRAY_GCS_ADDRESS"])
-        configure_logging("global-sched", sched_settings.log_level)
-        GlobalScheduler(sched_settings).run()
-    else:
-        sys.exit(f"unknown service {role!r}; expected gcs, global-sched or raylet")
+    runners = {
+        "embedded": _run_embedded,
+        "gcs": _run_gcs,
+        "global-sched": _run_sched,
+        "raylet": lambda: _run_raylet(fork_workers=False),
+    }
+    runner = runners.get(role)
+    if runner is None:
+        sys.exit(f"unknown service {role!r}; expected one of {', '.join(runners)}")
+    runner()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ turn go out as one batch, and unanswered requests are resent with backoff
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -54,12 +55,18 @@ class GcsClient:
         self._sock = configure(self._ctx.socket(zmq.DEALER))
         self._sock.connect(self.address)
         self._next_id = 0
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         self._sock.close(0)
 
     def call(self, build: Callable[[int], Message], buffers: Sequence[Any] = (),
              timeout: float | None = None) -> tuple[Message, list[Any]]:
+        with self._lock:  # threads of a concurrent actor share this client
+            return self._call(build, buffers, timeout)
+
+    def _call(self, build: Callable[[int], Message], buffers: Sequence[Any],
+              timeout: float | None) -> tuple[Message, list[Any]]:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         attempt_timeout = ATTEMPT_TIMEOUT
         while True:

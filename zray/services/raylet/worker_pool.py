@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 @dataclass(eq=False)
 class WorkerProc:
     worker_id: bytes
-    proc: subprocess.Popen[bytes]
+    proc: Any  # subprocess.Popen or zray.common.forking.ForkedProcess
     log_path: str
     registered: bool = False
     # Tasks sent to this worker, in the order it runs them; the head is running.
@@ -63,14 +63,25 @@ class WorkerPool:
         self.starting = 0
         os.makedirs(log_dir, exist_ok=True)
 
-    def spawn(self) -> WorkerProc:
+    def spawn(self, fork: bool = False) -> WorkerProc:
+        """Start a worker: a new interpreter, or with `fork` a copy of this process
+        (only before it has a zmq context or threads; it must have imported
+        zray.client.worker)."""
         worker_id = os.urandom(16)
         log_path = os.path.join(self.log_dir, f"worker-{worker_id.hex()[:12]}.log")
-        env = dict(os.environ, **self.env, ZRAY_RAYLET_ADDRESS=self.raylet_address,
-                   ZRAY_WORKER_ID=worker_id.hex(), ZRAY_RAYLET_PID=str(os.getpid()))
-        with open(log_path, "ab") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "zray.client.worker"], env=env,
-                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        env = {**self.env, "ZRAY_RAYLET_ADDRESS": self.raylet_address,
+               "ZRAY_WORKER_ID": worker_id.hex(), "ZRAY_RAYLET_PID": str(os.getpid())}
+        proc: Any
+        if fork:
+            from zray.client.worker import main as worker_main
+            from zray.common.forking import fork_child
+
+            proc = fork_child(worker_main, log_path, env, die_signal=signal.SIGKILL)
+        else:
+            with open(log_path, "ab") as out:
+                proc = subprocess.Popen([sys.executable, "-m", "zray.client.worker"],
+                                        env=dict(os.environ, **env), stdin=subprocess.DEVNULL,
+                                        stdout=out, stderr=subprocess.STDOUT)
         worker = WorkerProc(worker_id, proc, log_path)
         self.workers[worker_id] = worker
         self.starting += 1
