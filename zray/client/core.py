@@ -208,7 +208,9 @@ class CoreClient(TaskContextMixin):
                                               buf_counts=self._pending_counts)
             frames = wire.encode(msg, self._pending_bufs)
             self._pending_specs, self._pending_bufs, self._pending_counts = [], [], []
-            self._flush_refs()
+            # Escapes before the tasks that carry the refs; releases only after
+            # them, since these tasks may pin the released objects.
+            self._flush_escapes()
             self._transmit(frames)
 
     def _flush_loop(self) -> None:
@@ -346,6 +348,11 @@ class CoreClient(TaskContextMixin):
         escaped, self.to_escape = self.to_escape, []
         if released or escaped:
             self._transmit(wire.encode(ReleaseObjects(object_ids=released, escaped=escaped)))
+
+    def _flush_escapes(self) -> None:
+        if self.to_escape:
+            escaped, self.to_escape = self.to_escape, []
+            self._transmit(wire.encode(ReleaseObjects(object_ids=[], escaped=escaped)))
 
     def _in_store(self, oid: str) -> bool:
         result = self.results.get(oid)

@@ -502,14 +502,13 @@ class Raylet(Service):
 
     def on_release(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
         assert isinstance(msg, ReleaseObjects)
-        escaped = set(msg.escaped)
+        for oid in msg.escaped:
+            self._object(oid).escaped = True
         for oid in msg.object_ids:
             obj = self.objects.get(oid)
             if obj is None:
                 continue
             obj.released = True
-            if oid in escaped:
-                obj.escaped = True
             self._maybe_free(obj)
 
     def _maybe_free(self, obj: LocalObject) -> None:
