@@ -388,6 +388,7 @@ class CoreClient(TaskContextMixin):
         if ser.total_size > self.inline_limit:
             loc = self.store_object(oid, ser)
             self.send(PutObject(object_id=oid, size=loc.size, in_store=True))
+            self.results[oid] = _Result(loc, None)
         else:
             data = ser.to_bytes()
             self.send(PutObject(object_id=oid, size=len(data), in_store=False), [data])

@@ -1,12 +1,25 @@
-"""Reading and writing object files of the node's shared-memory store."""
+"""Reading and writing object files of the node's shared-memory store.
+
+Writes use pwrite: on tmpfs it runs about twice as fast as copying into a
+fresh mapping, which takes a page fault per page. Reads map the file
+read-only, so arrays come back without a copy; recent mappings are kept, so a
+worker that gets the same large argument again does not fault its pages in
+again. A kept mapping is dropped once its file is unlinked (the object was
+freed), so the cache never holds on to freed memory past the next read.
+"""
 
 from __future__ import annotations
 
 import mmap
 import os
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from zray.common import serialization
+
+WRITE_CHUNK = 64 << 20
+MAX_CACHED = 8
 
 
 def write_object(path: str, ser: serialization.SerializedObject) -> None:
@@ -14,22 +27,59 @@ def write_object(path: str, ser: serialization.SerializedObject) -> None:
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.ftruncate(fd, ser.total_size)
-        with mmap.mmap(fd, ser.total_size) as mm:
-            view = memoryview(mm)
-            ser.write_into(view)
-            view.release()
+        for offset, data in ser.pieces():
+            view = memoryview(data).cast("B")
+            done = 0
+            while done < view.nbytes:
+                done += os.pwrite(fd, view[done:done + WRITE_CHUNK], offset + done)
     finally:
         os.close(fd)
+
+
+class _Mapping:
+    __slots__ = ("fd", "view")
+
+    def __init__(self, fd: int, view: memoryview) -> None:
+        self.fd = fd
+        self.view = view
+
+    def unlinked(self) -> bool:
+        try:
+            return os.fstat(self.fd).st_nlink == 0
+        except OSError:
+            return True
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+_cache: OrderedDict[str, _Mapping] = OrderedDict()
+_lock = threading.Lock()
 
 
 def map_object(path: str, size: int) -> memoryview:
     """A read-only view of an object file; the mapping lives as long as the view."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        mm = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
-    finally:
-        os.close(fd)
-    return memoryview(mm)
+    with _lock:
+        _drop_freed()
+        hit = _cache.get(path)
+        if hit is not None:
+            _cache.move_to_end(path)
+            return hit.view
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            view = memoryview(mmap.mmap(fd, size, access=mmap.ACCESS_READ))
+        except BaseException:
+            os.close(fd)
+            raise
+        _cache[path] = _Mapping(fd, view)
+        while len(_cache) > MAX_CACHED:
+            _cache.popitem(last=False)[1].close()
+        return view
+
+
+def _drop_freed() -> None:
+    for key in [k for k, m in _cache.items() if m.unlinked()]:
+        _cache.pop(key).close()
 
 
 def read_object(path: str, size: int) -> tuple[int, Any]:

@@ -65,6 +65,14 @@ class SerializedObject:
             _SEGMENT.pack_into(target, _HEADER.size + i * _SEGMENT.size, off, seg.nbytes)
             target[off:off + seg.nbytes] = seg
 
+    def pieces(self) -> list[tuple[int, Any]]:
+        """(offset, bytes) to write, header first; gaps between them are zeros."""
+        header = bytearray(_HEADER.size + _SEGMENT.size * len(self.segments))
+        _HEADER.pack_into(header, 0, MAGIC, self.kind, len(self.segments))
+        for i, (seg, off) in enumerate(zip(self.segments, self._offsets, strict=True)):
+            _SEGMENT.pack_into(header, _HEADER.size + i * _SEGMENT.size, off, seg.nbytes)
+        return [(0, header), *zip(self._offsets, self.segments, strict=True)]
+
     def to_bytes(self) -> bytes:
         out = bytearray(self.total_size)
         self.write_into(memoryview(out))
