@@ -194,13 +194,18 @@ class CoreClient(TaskContextMixin):
             self._pending_counts.append(len(bufs))
             if len(self._pending_specs) >= SUBMIT_BATCH or now - self._last_submit > SUBMIT_GAP:
                 self._flush_submits()
-            else:
-                if self._flusher is None:
-                    self._flusher = threading.Thread(target=self._flush_loop, daemon=True,
-                                                     name="zray-submit-flusher")
-                    self._flusher.start()
-                self._flush_event.set()
+            elif len(self._pending_specs) == 1:  # the flusher takes all that follow with it
+                self._flush_soon()
             self._last_submit = now
+
+    def _flush_soon(self) -> None:
+        """Have the flusher thread send buffered submissions and results shortly,
+        even while this thread runs user code."""
+        if self._flusher is None:
+            self._flusher = threading.Thread(target=self._flush_loop, daemon=True,
+                                             name="zray-flusher")
+            self._flusher.start()
+        self._flush_event.set()
 
     def _flush_submits(self) -> None:
         if self._pending_specs:
@@ -212,15 +217,25 @@ class CoreClient(TaskContextMixin):
             # them, since these tasks may pin the released objects.
             self._flush_escapes()
             self._transmit(frames)
+            self._nothing_buffered()
 
     def _flush_loop(self) -> None:
         while not self.closed:
             self._flush_event.wait()
             time.sleep(SUBMIT_LINGER)
-            self._flush_event.clear()
-            with self.lock:
+            # A thread inside the client flushes before it blocks: never wait for it.
+            if not self.lock.acquire(blocking=False):
+                continue
+            try:
                 if not self.closed:
                     self._flush_submits()
+                    self.flush_finished()
+            finally:
+                self.lock.release()
+
+    def _nothing_buffered(self) -> None:
+        if not self._pending_specs and not self.finished:
+            self._flush_event.clear()
 
     def request(self, build: Any, buffers: Sequence[Any] = (), timeout: float = 60.0,
                 resend: bool = False) -> Message:
@@ -597,10 +612,11 @@ class CoreClient(TaskContextMixin):
 
         `final`: no retry can replace this result, so its owner may have it at once.
         """
-        self.finished.append(result)
-        self.finished_owners.append(owner if final else "")
-        if len(self.finished) >= 64:
-            self.flush_finished()
+        with self.lock:
+            self.finished.append(result)
+            self.finished_owners.append(owner if final else "")
+            if len(self.finished) >= 64:
+                self.flush_finished()
 
     def add_finished_frames(self, result: FinishedTask, frames: list[Any], owner: str,
                             final: bool) -> None:
@@ -614,10 +630,11 @@ class CoreClient(TaskContextMixin):
         self.add_finished(result, owner, final)
 
     def flush_finished(self) -> None:
-        if not self.finished:
+        if not self.finished or self.closed:
             return
         results, bufs, owners = self.finished, self.finished_bufs, self.finished_owners
         self.finished, self.finished_bufs, self.finished_owners = [], [], []
+        self._nothing_buffered()
         delivered = self._deliver_to_owners(results, bufs, owners)
         if delivered:
             results = [r.model_copy(update={"delivered": True}) if r.task_id in delivered else r

@@ -106,6 +106,10 @@ class Worker:
                 continue
             if not self.client.finished:
                 flush_after = time.monotonic() + RESULT_BATCH_SECONDS
+            elif not self.client.tasks_inbox:
+                # Nothing queued behind this task, which may run long: results of
+                # the ones before it go now rather than wait for it.
+                self.client.flush_finished()
             self._read_control(0)
             self.execute(msg, bufs)
 
@@ -119,12 +123,15 @@ class Worker:
         try:
             outcome = self.call(msg, bufs)
         finally:
-            client.leave_task()
-            sys.stdout.flush()
+            sys.stdout.flush()  # while the task's job is current: partial lines go to its driver
             sys.stderr.flush()
-        # Packaged after the call: a nested get may have flushed and replaced the buffer.
-        returns = self.package(spec, outcome, client.finished_bufs)
-        client.add_finished(outcome.finished(spec.task_id, returns), spec.owner, outcome.final(spec))
+            client.leave_task()
+        # Packaged after the call (a nested get may have flushed and replaced the
+        # buffer) and under the lock (the flusher thread sends the buffer too).
+        with client.lock:
+            returns = self.package(spec, outcome, client.finished_bufs)
+            client.add_finished(outcome.finished(spec.task_id, returns), spec.owner,
+                                outcome.final(spec))
         if spec.actor_creation is not None and outcome.error is None:
             self._start_concurrency(spec.actor_creation)
 

@@ -83,8 +83,11 @@ class TaskError(ZrayError):
 
     def as_instanceof_cause(self) -> TaskError:
         """This error as an instance of both TaskError and the cause's class."""
-        cause_cls = type(self.cause) if self.cause is not None else None
-        if cause_cls is None or issubclass(cause_cls, TaskError) or not _subclassable(cause_cls):
+        root = self.cause
+        while isinstance(root, TaskError):  # a task that failed reading a failed task's result
+            root = root.cause
+        cause_cls = type(root) if root is not None else None
+        if cause_cls is None or not _subclassable(cause_cls):
             return self
         name = f"TaskError({cause_cls.__name__})"
         dual = _dual_class(cause_cls, name)

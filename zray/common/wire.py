@@ -65,11 +65,12 @@ class Protocol:
 
 
 def split_routing(frames: Sequence[Any]) -> int:
-    """Index of the protocol-version frame after a ROUTER's routing ids."""
-    for i, frame in enumerate(frames):
-        if bytes(frame) == PROTOCOL_VERSION:
-            return i
-    return len(frames)
+    """Index of the first frame after a ROUTER's routing id.
+
+    zray's peers connect directly (no proxies), so a ROUTER sees exactly one
+    routing frame; anything after it is the peer's message, however malformed.
+    """
+    return min(1, len(frames))
 
 
 def pack_blobs(blobs: Sequence[Any]) -> bytes:

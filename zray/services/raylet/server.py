@@ -55,9 +55,10 @@ from zray.common.serialization import deserialize, serialize_error
 from zray.common.service import Service
 from zray.common.sockets import bind
 from zray.services.gcs.client import ServiceGcs
+from zray.services.raylet import pipelining
 from zray.services.raylet.actors import ActorManager
 from zray.services.raylet.object_store import SharedMemoryStore, check_shm, default_capacity
-from zray.services.raylet.resources import node_resources
+from zray.services.raylet.resources import fits, node_resources
 from zray.services.raylet.state import Client, LocalObject, Task
 from zray.services.raylet.task_queue import ReadyQueue
 from zray.services.raylet.worker_pool import WorkerPool, WorkerProc, describe_exit
@@ -65,7 +66,6 @@ from zray.services.raylet.worker_pool import WorkerPool, WorkerProc, describe_ex
 log = logging.getLogger(__name__)
 
 SCHEDULERS_PREFIX = "scheduler:"
-PIPELINE_DEPTH = 8
 CONTROL_SUFFIX = b"/ctl"
 
 
@@ -99,6 +99,7 @@ class Raylet(Service):
         self.schedulers: dict[str, zmq.Socket[Any]] = {}
         self._next_req = 0
         self.actors = ActorManager(self)
+        self.durations = pipelining.Durations()
         self.counters = {"finished": 0, "failed": 0, "retried": 0, "submitted": 0}
         self.started = time.time()
 
@@ -271,19 +272,25 @@ class Raylet(Service):
             self._maybe_spawn()
 
     def _pipeline(self) -> None:
-        """Queue more tasks of the same shape behind busy workers' running ones,
-        so a worker never waits for a round trip between short tasks."""
+        """Queue short tasks behind busy workers' running ones, so a worker does
+        not wait a round trip between them (see pipelining.py for when)."""
         busy = [w for w in self.pool.workers.values()
                 if w.tasks and w.lease is not None and w.lease_held and not w.blocked
                 and w.actor_id is None]
         if not busy:
             return
-        depth = min(PIPELINE_DEPTH, len(self.queue) // len(busy) + 1)
+        now = time.monotonic()
+        room_per_worker = pipelining.depth(len(self.queue), len(busy))
         for worker in busy:
-            room = depth - len(worker.tasks)
-            if room > 0 and worker.lease is not None:
-                for task in self.queue.pop_shape(worker.lease, room):
-                    self.send_task(task, worker)
+            lease = worker.lease
+            assert lease is not None
+            room = room_per_worker - len(worker.tasks)
+            if room <= 0 or not pipelining.may_queue_behind(
+                    fits(lease, self.queue.available), True, worker.last_progress, now):
+                continue
+            for task in self.queue.pop_shape(
+                    lease, room, lambda t: self.durations.is_short(t.spec.function_id)):
+                self.send_task(task, worker)
 
     def _maybe_spawn(self) -> None:
         # Start a worker when a CPU is free but every worker is busy (some block in get).
@@ -329,6 +336,13 @@ class Raylet(Service):
                       ExecuteTasks(tasks=[a for a, _ in items], buf_counts=[len(b) for _, b in items]),
                       frames)
 
+    def _observe_duration(self, worker: WorkerProc, task: Task) -> None:
+        now = time.monotonic()
+        started = max(task.dispatched_at, worker.last_progress)
+        worker.last_progress = now
+        if task.spec.actor_id is None:
+            self.durations.observe(task.spec.function_id, now - started)
+
     def _detach(self, task: Task) -> WorkerProc | None:
         """Take a task off its worker; an emptied worker releases its lease and goes idle."""
         worker = task.worker
@@ -361,8 +375,10 @@ class Raylet(Service):
         for result in msg.results:
             task = self.tasks.get(result.task_id)
             if worker is None or task is None or task.worker is not worker:
-                log.warning("%s: stale result for task %s ignored", self.name, result.task_id[:12])
+                # E.g. a queued task that was cancelled (and answered) before it ran.
+                log.debug("%s: stale result for task %s ignored", self.name, result.task_id[:12])
                 continue
+            self._observe_duration(worker, task)
             self._detach(task)
             if result.delivered:
                 self._skip_owner_push(task)
@@ -535,16 +551,22 @@ class Raylet(Service):
             self.infeasible.pop(msg.task_id, None)
             self.fail_task(task, TaskCancelledError(
                 f"task {task.spec.function_name} ({msg.task_id[:12]}) was cancelled before it ran"))
-        elif msg.force and worker.task is task:
+        elif worker.task is not task:
+            # Queued behind the worker's running task: resolved now; the worker
+            # skips it when it gets there.
+            self.send(self.router, [worker.worker_id + CONTROL_SUFFIX], msg)
+            self._detach(task)
+            self.fail_task(task, TaskCancelledError(
+                f"task {task.spec.function_name} ({msg.task_id[:12]}) was cancelled before it ran"))
+        elif msg.force:
             self.pool.kill(worker)
         else:
-            # The worker skips it if not started yet, or interrupts it if running.
+            # The worker interrupts it (KeyboardInterrupt) if it is still running it.
             self.send(self.router, [worker.worker_id + CONTROL_SUFFIX], msg)
-            if worker.task is task:
-                try:
-                    os.kill(worker.pid, signal.SIGINT)
-                except ProcessLookupError:
-                    pass
+            try:
+                os.kill(worker.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
 
     def on_blocked(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
         assert isinstance(msg, WorkerBlocked)

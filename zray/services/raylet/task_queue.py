@@ -61,13 +61,14 @@ class ReadyQueue(Generic[T]):
         self._len -= len(out)
         return out
 
-    def pop_shape(self, request: Resources, limit: int) -> list[T]:
-        """Up to `limit` items of the same shape as `request`, without acquiring
-        resources (for a worker that already holds them)."""
+    def pop_shape(self, request: Resources, limit: int,
+                  eligible: Callable[[T], bool] = lambda _: True) -> list[T]:
+        """Up to `limit` items from the head of the FIFO of `request`'s shape,
+        while `eligible`, without acquiring resources (for a worker that holds them)."""
         key = shape(request)
         q = self._queues.get(key)
         out: list[T] = []
-        while q and len(out) < limit:
+        while q and len(out) < limit and eligible(q[0][0]):
             out.append(q.popleft()[0])
         if q is not None and not q:
             del self._queues[key]

@@ -32,6 +32,8 @@ class WorkerProc:
     lease_held: bool = False
     blocked: bool = False
     gpu_ids: list[int] = field(default_factory=list)
+    # When it last reported a result (for the pipelining decision).
+    last_progress: float = 0.0
     # Set when the worker belongs to an actor for the rest of its life.
     actor_id: str | None = None
     started_at: float = field(default_factory=time.monotonic)
