@@ -1,0 +1,185 @@
+"""A real global scheduler process (with its GCS shard): heartbeats in, placements out."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import zmq
+
+from tests.conftest import poll_for, recv_within, service_log_tail, short_tmpdir, stop_popen
+from tests.integration.conftest import ServiceProc, start_gcs
+from zray.common import wire
+from zray.common.messages.base import ErrorReply, Message
+from zray.common.messages.sched import (
+    SCHED_REPLIES,
+    NodeHeartbeat,
+    PlaceTask,
+    SchedPing,
+    SchedPong,
+    TaskPlaced,
+)
+from zray.services.gcs.client import GcsClient
+
+pytestmark = pytest.mark.timeout(60)
+
+REPLIES = wire.Protocol("test-raylet", SCHED_REPLIES)
+
+
+@dataclass
+class Sched:
+    gcs: ServiceProc
+    proc: subprocess.Popen[bytes]
+    address: str
+    log_path: str
+
+
+def registered_schedulers(gcs_address: str) -> dict[str, dict[str, object]]:
+    client = GcsClient(gcs_address, timeout=5.0)
+    try:
+        return {k: json.loads(v) for k, v in client.scan("kv", "scheduler:")}
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def sched() -> Iterator[Sched]:
+    folder = short_tmpdir()
+    gcs = start_gcs(folder)
+    address = f"ipc://{folder}/sched"
+    log_path = os.path.join(folder, "sched.log")
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "zray.services.global_sched", "start", "--gcs-address",
+             gcs.address, "--address", address],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        poll_for(lambda: any(v.get("address") == address
+                             for v in registered_schedulers(gcs.address).values()),
+                 30, what="the scheduler to register in the GCS",
+                 on_timeout=lambda: service_log_tail(log_path))
+        yield Sched(gcs, proc, address, log_path)
+    finally:
+        stop_popen(proc)
+        stop_popen(gcs.proc)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class Raylet:
+    """A fake raylet: a DEALER that speaks the scheduler protocol."""
+
+    def __init__(self, address: str) -> None:
+        self.sock = zmq.Context.instance().socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(address)
+        self.next_id = 0
+
+    def send(self, msg: Message) -> None:
+        self.sock.send_multipart(wire.encode(msg))
+
+    def recv(self, timeout: float = 10.0) -> Message:
+        return REPLIES.decode(recv_within(self.sock, timeout, "a reply from the scheduler"))[0]
+
+    def nothing_within(self, ms: int) -> bool:
+        return not self.sock.poll(ms)
+
+    def ping(self) -> SchedPong:
+        self.next_id += 1
+        self.send(SchedPing(req_id=self.next_id))
+        reply = self.recv()
+        while getattr(reply, "req_id", None) != self.next_id:
+            reply = self.recv()
+        assert isinstance(reply, SchedPong)
+        return reply
+
+    def heartbeat(self, node_id: str, total: dict[str, float], available: dict[str, float] | None = None,
+                  queue_len: int = 0) -> None:
+        self.send(NodeHeartbeat(node_id=node_id, address=f"ipc://node-{node_id}", resources_total=total,
+                                resources_available=total if available is None else available,
+                                queue_len=queue_len, store_used=0, store_capacity=1 << 30))
+
+    def close(self) -> None:
+        self.sock.close(0)
+
+
+@pytest.fixture
+def raylet(sched: Sched) -> Iterator[Raylet]:
+    r = Raylet(sched.address)
+    yield r
+    r.close()
+
+
+def test_ping(raylet: Raylet) -> None:
+    assert isinstance(raylet.ping(), SchedPong)
+
+
+def test_places_on_a_node_with_the_resources(raylet: Raylet) -> None:
+    raylet.heartbeat("cpu-node", {"CPU": 4.0})
+    raylet.heartbeat("disk-node", {"CPU": 1.0, "disk": 1.0})
+    poll_for(lambda: raylet.ping().nodes >= 2, 10, what="both heartbeats")
+    raylet.send(PlaceTask(req_id=1, task_id="t1", resources={"CPU": 1.0, "disk": 1.0}))
+    placed = raylet.recv()
+    assert isinstance(placed, TaskPlaced)
+    assert (placed.req_id, placed.task_id, placed.node_id) == (1, "t1", "disk-node")
+    assert placed.address == "ipc://node-disk-node"
+
+
+def test_prefers_idle_node(raylet: Raylet) -> None:
+    raylet.heartbeat("busy", {"CPU": 2.0, "pool": 1.0}, {"CPU": 0.0, "pool": 1.0}, queue_len=10)
+    raylet.heartbeat("idle", {"CPU": 2.0, "pool": 1.0}, {"CPU": 2.0, "pool": 1.0})
+    poll_for(lambda: raylet.ping().nodes >= 2, 10, what="both heartbeats")
+    raylet.send(PlaceTask(req_id=2, task_id="t2", resources={"CPU": 1.0, "pool": 1.0}))
+    placed = raylet.recv()
+    assert isinstance(placed, TaskPlaced) and placed.node_id == "idle"
+
+
+def test_infeasible_task_waits_for_a_node_that_fits(raylet: Raylet) -> None:
+    raylet.send(PlaceTask(req_id=3, task_id="needs-gpu", resources={"GPU": 1.0}))
+    assert raylet.nothing_within(300)  # no node can run it yet: no answer, no error
+    raylet.heartbeat("gpu-node", {"CPU": 1.0, "GPU": 1.0})
+    placed = raylet.recv()
+    assert isinstance(placed, TaskPlaced)
+    assert (placed.task_id, placed.node_id) == ("needs-gpu", "gpu-node")
+
+
+def test_bad_frames_do_not_stop_the_scheduler(sched: Sched, raylet: Raylet) -> None:
+    raylet.sock.send_multipart([wire.PROTOCOL_VERSION, b"PlaceTask", b"{oops"])
+    reply = raylet.recv()
+    assert isinstance(reply, ErrorReply)
+    raylet.sock.send_multipart([wire.PROTOCOL_VERSION, b"Shutdown", b"{}"])
+    assert isinstance(raylet.recv(), ErrorReply)
+    assert isinstance(raylet.ping(), SchedPong)
+    assert sched.proc.poll() is None
+
+
+def test_stopped_scheduler_unregisters() -> None:
+    folder = short_tmpdir()
+    gcs = start_gcs(folder)
+    address = f"ipc://{folder}/sched2"
+    log_path = os.path.join(folder, "sched2.log")
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "zray.services.global_sched", "start", "--gcs-address",
+             gcs.address, "--address", address],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        poll_for(lambda: any(v.get("address") == address
+                             for v in registered_schedulers(gcs.address).values()),
+                 30, what="the scheduler to register", on_timeout=lambda: service_log_tail(log_path))
+        stop_popen(proc)
+        assert proc.returncode == 0, service_log_tail(log_path)
+        # Raylets discover schedulers from these entries: a stopped one must not stay listed.
+        poll_for(lambda: not any(v.get("address") == address
+                                 for v in registered_schedulers(gcs.address).values()),
+                 10, what="the scheduler's GCS entry to go",
+                 on_timeout=lambda: service_log_tail(log_path))
+    finally:
+        stop_popen(proc)
+        stop_popen(gcs.proc)
+        shutil.rmtree(folder, ignore_errors=True)
