@@ -35,24 +35,26 @@ def test_shape() -> None:
 
 
 def test_node_resources_given() -> None:
-    total = res.node_resources(2, 0, {"disk": 3}, 1000)
-    assert total == {"CPU": 2.0, "memory": 1000.0, "disk": 3.0}
-    total = res.node_resources(1.5, 2, {}, 10)
-    assert total["GPU"] == 2.0 and total["CPU"] == 1.5
+    total = res.node_resources(2, 0, {"disk": 3}, 1000, 11000)
+    # The store's bytes are object_store_memory; tasks may reserve a share of the rest.
+    assert total == {"CPU": 2.0, "object_store_memory": 1000.0,
+                     "memory": 10000 * res.TASK_MEMORY_SHARE, "disk": 3.0}
+    total = res.node_resources(1.5, 2, {}, 10, 10)
+    assert total["GPU"] == 2.0 and total["CPU"] == 1.5 and total["memory"] == 0.0
 
 
 def test_node_resources_detected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,3")
-    total = res.node_resources(None, None, {}, 1)
+    total = res.node_resources(None, None, {}, 1, 1)
     assert total["GPU"] == 2.0
     assert total["CPU"] >= 1.0
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert "GPU" not in res.node_resources(None, None, {}, 1)
+    assert "GPU" not in res.node_resources(None, None, {}, 1, 1)
 
 
 def test_node_resources_rejects_negative() -> None:
     with pytest.raises(ValueError, match="negative"):
-        res.node_resources(1, 0, {"bad": -1}, 1)
+        res.node_resources(1, 0, {"bad": -1}, 1, 1)
 
 
 def test_task_resources() -> None:

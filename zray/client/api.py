@@ -89,11 +89,19 @@ def _connect(gcs_address: str, raylet_address: str, cluster: LocalCluster | None
                     raise
         job_id = JobID.from_int(gcs.increment("job"))
         gcs.put(JOBS, job_id.hex(), JobInfo(job_id=job_id.hex(), driver_pid=os.getpid(),
-                                             host=socket.gethostname(),
-                                             start_time=time.time()).model_dump_json().encode())
+                                             host=socket.gethostname(), start_time=time.time(),
+                                             code_paths=_code_paths()).model_dump_json().encode())
     finally:
         gcs.close()
     return CoreClient(raylet_address, os.urandom(16), is_driver=True, job_id=job_id)
+
+
+def _code_paths() -> list[str]:
+    """The driver's script folder and working folder, for its workers' sys.path."""
+    import sys
+
+    paths = [os.path.abspath(sys.path[0]) if sys.path and sys.path[0] else os.getcwd(), os.getcwd()]
+    return list(dict.fromkeys(paths))
 
 
 def _find_cluster(address: str) -> tuple[str, str]:

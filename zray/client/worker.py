@@ -35,6 +35,7 @@ from zray.common.messages.raylet import (
     ExecuteTask,
     ExitWorker,
 )
+from zray.common.messages.tables import JobInfo
 from zray.common.messages.task import ObjectLoc
 from zray.common.sockets import configure
 
@@ -49,6 +50,7 @@ class Worker:
         self.client = client
         self.functions: dict[str, Any] = {}
         self.actor: Any = None
+        self.jobs_seen: set[str] = set()
         self.calls: ConcurrentCalls | None = None
         self.cancelled: set[str] = set()
         self.running = ""
@@ -73,6 +75,16 @@ class Worker:
         self._read_control(200)
         if self.running and self.running in self.cancelled:
             raise KeyboardInterrupt
+
+    def _join_job(self, job_id: str) -> None:
+        """First task of a job here: make the driver's own modules importable."""
+        self.jobs_seen.add(job_id)
+        raw = self.client.gcs.get("jobs", job_id)
+        if raw is None:
+            return
+        for path in JobInfo.model_validate_json(raw).code_paths:
+            if path not in sys.path and os.path.isdir(path):
+                sys.path.append(path)
 
     def _callable(self, spec: Any) -> Any:
         if spec.method is not None:
@@ -138,6 +150,8 @@ class Worker:
     def call(self, msg: ExecuteTask, bufs: list[Any]) -> Outcome:
         spec = msg.spec
         try:
+            if spec.job_id not in self.jobs_seen:
+                self._join_job(spec.job_id)
             if spec.task_id in self.cancelled:
                 raise KeyboardInterrupt
             self.running = spec.task_id
@@ -158,6 +172,8 @@ class Worker:
     async def call_async(self, msg: ExecuteTask, bufs: list[Any]) -> Outcome:
         spec = msg.spec
         try:
+            if spec.job_id not in self.jobs_seen:
+                self._join_job(spec.job_id)
             error_payload, args, kwargs = self._arguments(msg, bufs)
             if error_payload is not None:
                 return Outcome(error=error_payload, app_error=True)

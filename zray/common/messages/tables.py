@@ -45,6 +45,10 @@ class JobInfo(Record):
     host: str
     start_time: float
     end_time: float | None = None
+    # Where the driver finds its own modules (script folder, working folder):
+    # workers on its host add them to sys.path, so functions pickled by
+    # reference to those modules can be loaded.
+    code_paths: list[str] = []
 
 
 class ObjectInfo(Record):

@@ -25,14 +25,20 @@ def shape(request: Resources) -> tuple[tuple[str, float], ...]:
     return tuple(sorted((k, v) for k, v in request.items() if v > 0))
 
 
+# Share of the RAM left beside the object store that tasks may reserve with `memory=`.
+TASK_MEMORY_SHARE = 0.7
+
+
 def node_resources(num_cpus: float | None, num_gpus: float | None, custom: Resources,
-                   memory_bytes: int) -> Resources:
-    """The resources a node advertises: detected CPUs/GPUs unless given."""
+                   store_bytes: int, ram_bytes: int) -> Resources:
+    """The resources a node advertises: detected CPUs/GPUs unless given, `memory`
+    for tasks' heaps and `object_store_memory` for the store (as Ray names them)."""
     total: Resources = {"CPU": float(os.cpu_count() or 1) if num_cpus is None else float(num_cpus)}
     gpus = _detect_gpus() if num_gpus is None else float(num_gpus)
     if gpus:
         total["GPU"] = gpus
-    total["memory"] = float(memory_bytes)
+    total["memory"] = float(int(max(0, ram_bytes - store_bytes) * TASK_MEMORY_SHARE))
+    total["object_store_memory"] = float(store_bytes)
     for name, amount in custom.items():
         if amount < 0:
             raise ValueError(f"resource {name!r} has negative amount {amount}")

@@ -85,7 +85,8 @@ class Raylet(Service):
         self.log_address = self.local_address + ".logs"
         capacity = settings.object_store_memory or default_capacity(os.path.dirname(self.store_dir))
         self.store = SharedMemoryStore(self.store_dir, capacity)
-        self.total = node_resources(settings.num_cpus, settings.num_gpus, settings.resources, capacity)
+        self.total = node_resources(settings.num_cpus, settings.num_gpus, settings.resources, capacity,
+                                    psutil.virtual_memory().total)
         self.queue: ReadyQueue[Task] = ReadyQueue(self.total)
         self.free_gpus = list(range(int(self.total.get("GPU", 0))))
         self.tasks: dict[str, Task] = {}
