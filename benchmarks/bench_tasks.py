@@ -16,3 +16,10 @@ def inc(x):
 
 def total(a):
     return float(a.sum())
+
+
+class Noop:
+    """Actor class for the actor cases: one no-op method."""
+
+    def noop(self):
+        return None

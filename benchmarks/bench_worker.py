@@ -38,16 +38,19 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "tiny_n": 10_000,
     "rtt_n": 1_000,
     "chain_n": 1_000,
+    "actor_n": 10_000,
+    "actor_rtt_n": 1_000,
     "array_len": 12_500_000,  # float64 -> 100 MB
     "putget_iters": 3,
     "largearg_calls": 10,
     "warmup_n": 50,
     "mem_interval_s": 0.05,
     "case_timeout_s": 180.0,
-    "cases": ["start", "tiny", "memory", "rtt", "chain", "putget", "largearg"],
+    "cases": ["start", "tiny", "memory", "rtt", "chain", "actor", "actor_rtt", "putget", "largearg"],
 }
 QUICK_OVERRIDES: dict[str, Any] = {
-    "tiny_n": 1_000, "rtt_n": 200, "chain_n": 200, "array_len": 1_250_000,
+    "tiny_n": 1_000, "rtt_n": 200, "chain_n": 200, "actor_n": 1_000, "actor_rtt_n": 200,
+    "array_len": 1_250_000,
     "putget_iters": 2, "largearg_calls": 3, "warmup_n": 10, "case_timeout_s": 120.0,
 }
 
@@ -99,6 +102,20 @@ class Adapter:
     def put(self, value: Any) -> Any:
         raise NotSupported("has no object store to put into")
 
+    # actors: one bench_tasks.Noop instance, its no-op method called by handle
+    def start_actor(self) -> Any:
+        """Create the actor and return its handle, without waiting for it to be up."""
+        raise NotSupported("has no actors")
+
+    def submit_actor_noop(self, actor: Any) -> Any:
+        raise NotSupported("has no actors")
+
+    def gather_actor(self, handles: list[Any]) -> list[Any]:
+        return self.gather(handles)
+
+    def stop_actor(self, actor: Any) -> None:
+        raise NotSupported("has no actors")
+
     def get_obj(self, ref: Any) -> Any:
         return self.get_one(ref)
 
@@ -117,6 +134,7 @@ class ZrayAdapter(Adapter):
         self.noop = zray.remote(bench_tasks.noop)
         self.inc = zray.remote(bench_tasks.inc)
         self.total = zray.remote(bench_tasks.total)
+        self.actor_cls = zray.remote(bench_tasks.Noop)
 
     def start(self) -> None:
         self.z.init(num_cpus=NCPUS)
@@ -142,6 +160,15 @@ class ZrayAdapter(Adapter):
     def put(self, value: Any) -> Any:
         return self.z.put(value)
 
+    def start_actor(self) -> Any:
+        return self.actor_cls.remote()
+
+    def submit_actor_noop(self, actor: Any) -> Any:
+        return actor.noop.remote()
+
+    def stop_actor(self, actor: Any) -> None:
+        self.z.kill(actor)
+
     def info(self) -> dict[str, Any]:
         return {"zray_file": self.z.__file__}
 
@@ -157,6 +184,7 @@ class RayAdapter(Adapter):
         self.noop = ray.remote(bench_tasks.noop)
         self.inc = ray.remote(bench_tasks.inc)
         self.total = ray.remote(bench_tasks.total)
+        self.actor_cls = ray.remote(bench_tasks.Noop)
 
     def start(self) -> None:
         self.ray.init(num_cpus=NCPUS, include_dashboard=False)
@@ -182,6 +210,15 @@ class RayAdapter(Adapter):
     def put(self, value: Any) -> Any:
         return self.ray.put(value)
 
+    def start_actor(self) -> Any:
+        return self.actor_cls.remote()
+
+    def submit_actor_noop(self, actor: Any) -> Any:
+        return actor.noop.remote()
+
+    def stop_actor(self, actor: Any) -> None:
+        self.ray.kill(actor)
+
 
 class DaskAdapter(Adapter):
     name = "dask"
@@ -192,6 +229,7 @@ class DaskAdapter(Adapter):
 
         self.distributed = distributed
         self.cluster = self.client = None
+        self.actor_futures: dict[int, Any] = {}
 
     def start(self) -> None:
         d = self.distributed
@@ -224,6 +262,24 @@ class DaskAdapter(Adapter):
 
     def put(self, value: Any) -> Any:
         return self.client.scatter(value, hash=False)
+
+    # The actor lives on a worker as long as the future of its creation task.
+    # Method calls go from the client straight to that worker (not through the
+    # scheduler) and return ActorFutures, which client.gather returns unresolved.
+    def start_actor(self) -> Any:
+        fut = self.client.submit(bench_tasks.Noop, actor=True)
+        actor = fut.result()
+        self.actor_futures[id(actor)] = fut
+        return actor
+
+    def submit_actor_noop(self, actor: Any) -> Any:
+        return actor.noop()
+
+    def gather_actor(self, handles: list[Any]) -> list[Any]:
+        return [h.result() for h in handles]
+
+    def stop_actor(self, actor: Any) -> None:
+        self.actor_futures.pop(id(actor)).release()
 
     def info(self) -> dict[str, Any]:
         return {"scheduler": "in the driver process (LocalCluster default)",
@@ -506,6 +562,53 @@ def case_chain(sys_: Adapter, cfg: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": t2 - t0, "submit_s": t1 - t0, "n": n}
 
 
+def start_actor(sys_: Adapter, cfg: dict[str, Any]) -> tuple[Any, float]:
+    """Create an actor and warm it up, outside the timed part of an actor case.
+    Returns the handle and the seconds from creation to its first method result."""
+    t0 = time.perf_counter()
+    actor = sys_.start_actor()
+    result = sys_.get_one(sys_.submit_actor_noop(actor))
+    creation_s = time.perf_counter() - t0
+    assert result is None, result
+    sys_.gather_actor([sys_.submit_actor_noop(actor) for _ in range(cfg["warmup_n"])])
+    for _ in range(5):
+        sys_.get_one(sys_.submit_actor_noop(actor))
+    return actor, creation_s
+
+
+def case_actor(sys_: Adapter, cfg: dict[str, Any]) -> dict[str, Any]:
+    n = cfg["actor_n"]
+    actor, creation_s = start_actor(sys_, cfg)
+    try:
+        t0 = time.perf_counter()
+        handles = [sys_.submit_actor_noop(actor) for _ in range(n)]
+        t1 = time.perf_counter()
+        results = sys_.gather_actor(handles)
+        dt = time.perf_counter() - t0
+        assert len(results) == n and all(r is None for r in results)
+        del handles, results
+    finally:
+        sys_.stop_actor(actor)
+    return {"calls_per_s": n / dt, "seconds": dt, "submit_s": t1 - t0, "n": n,
+            "actor_creation_s": creation_s}
+
+
+def case_actor_rtt(sys_: Adapter, cfg: dict[str, Any]) -> dict[str, Any]:
+    actor, creation_s = start_actor(sys_, cfg)
+    samples = []
+    try:
+        for _ in range(cfg["actor_rtt_n"]):
+            t0 = time.perf_counter()
+            sys_.get_one(sys_.submit_actor_noop(actor))
+            samples.append((time.perf_counter() - t0) * 1e3)
+    finally:
+        sys_.stop_actor(actor)
+    arr = np.array(samples)
+    return {"median_ms": float(np.median(arr)), "p99_ms": float(np.percentile(arr, 99)),
+            "mean_ms": float(arr.mean()), "samples_ms": [round(s, 4) for s in samples],
+            "actor_creation_s": creation_s}
+
+
 def case_putget(sys_: Adapter, cfg: dict[str, Any]) -> dict[str, Any]:
     arr = np.arange(float(cfg["array_len"]))
     nbytes = arr.nbytes
@@ -551,7 +654,8 @@ def case_largearg(sys_: Adapter, cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 CASES = {"start": case_start, "tiny": case_tiny, "memory": case_memory, "rtt": case_rtt,
-         "chain": case_chain, "putget": case_putget, "largearg": case_largearg}
+         "chain": case_chain, "actor": case_actor, "actor_rtt": case_actor_rtt,
+         "putget": case_putget, "largearg": case_largearg}
 
 
 # --------------------------------------------------------------------------

@@ -12,7 +12,6 @@ import contextlib
 import errno
 import json
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -24,6 +23,7 @@ from zray.client.local_cluster import (
     new_session_dir,
     raylet_args,
     spawn_service,
+    stop_session,
     store_dir_for,
 )
 from zray.common.errors import ZrayError
@@ -73,18 +73,7 @@ class Launch:
 
     def abort(self, timeout: float = 5.0) -> None:
         """Stop everything this launch started and remove its folders."""
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + timeout
-        for proc in self.procs.values():
-            try:
-                proc.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        shutil.rmtree(self.store_dir, ignore_errors=True)
-        shutil.rmtree(self.session_dir, ignore_errors=True)
+        stop_session(list(self.procs.values()), self.session_dir, self.store_dir, timeout)
 
 
 def bind_problem(host: str, port: int) -> str | None:

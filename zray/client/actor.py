@@ -81,10 +81,7 @@ class ActorClass:
         if name is not None:
             existing = _lookup(client, name, namespace)
             if existing is not None:
-                if opts.get("get_if_exists"):
-                    return existing
-                raise ValueError(f"an actor named {name!r} already exists in namespace "
-                                 f"{namespace!r}; use get_if_exists=True or zray.get_actor()")
+                return self._name_taken(existing, name, namespace)
         if self._pickled is None:
             self._pickled = cloudpickle.dumps(self._cls)
             self._function_id = hashlib.blake2b(self._pickled, digest_size=16).hexdigest()
@@ -101,19 +98,44 @@ class ActorClass:
             methods=methods)
         # An actor holds no CPU for its life unless asked to (as in Ray).
         resources = task_resources(opts, default_cpus=0.0)
-        client.submit(self._function_id, f"{self._cls.__name__}.__init__", args, kwargs, 1,
-                      resources, 0, False, None, task_id=task_id, actor_creation=creation)
         # Registered before returning, so get_actor() finds it at once; the raylet
-        # updates the row as the actor starts, restarts or dies.
+        # updates the row as the actor starts, restarts or dies. The row exists
+        # before the name is claimed, so whoever reads the name finds the row.
         info = ActorInfo(actor_id=actor_id, class_name=self._cls.__name__, job_id=task_id[24:],
                          state="PENDING", name=name, namespace=namespace,
                          detached=creation.detached, max_restarts=creation.max_restarts,
                          is_async=creation.is_async, methods=methods)
-        rows = [(ACTORS, actor_id, info.model_dump_json().encode())]
-        if name is not None:
-            rows.append((KV, name_key(namespace, name), actor_id.encode()))
-        client.gcs.put_many(rows)
+        client.gcs.put(ACTORS, actor_id, info.model_dump_json().encode())
+        if name is not None and not _claim_name(client, namespace, name, actor_id):
+            client.gcs.delete(ACTORS, actor_id)
+            winner = _lookup(client, name, namespace)
+            if winner is not None:
+                return self._name_taken(winner, name, namespace)
+            raise ValueError(f"the actor name {name!r} in namespace {namespace!r} is being taken "
+                             f"by another creator; try again")
+        client.submit(self._function_id, f"{self._cls.__name__}.__init__", args, kwargs, 1,
+                      resources, 0, False, None, task_id=task_id, actor_creation=creation)
         return ActorHandle(actor_id, self._cls.__name__, methods)
+
+    def _name_taken(self, existing: ActorHandle, name: str, namespace: str) -> ActorHandle:
+        if self._options.get("get_if_exists"):
+            return existing
+        raise ValueError(f"an actor named {name!r} already exists in namespace {namespace!r}; "
+                         f"use get_if_exists=True or zray.get_actor()")
+
+
+def _claim_name(client: Any, namespace: str, name: str, actor_id: str) -> bool:
+    """Atomically take the name; a dead actor's name is taken over."""
+    key = name_key(namespace, name)
+    stored, holder = client.gcs.put_if_absent(KV, key, actor_id.encode())
+    if stored:
+        return True
+    assert holder is not None
+    row = client.gcs.get(ACTORS, holder.decode())
+    if row is None or ActorInfo.model_validate_json(row).state == "DEAD":
+        client.gcs.put(KV, key, actor_id.encode())
+        return True
+    return False
 
 
 def _lookup(client: Any, name: str, namespace: str) -> ActorHandle | None:

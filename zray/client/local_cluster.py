@@ -135,6 +135,24 @@ def spawn_service(args: list[str], log_file: str, env: dict[str, str] | None = N
     return proc
 
 
+def stop_session(procs: list[subprocess.Popen[bytes]], session_dir: str, store_dir: str,
+                 timeout: float = 5.0) -> None:
+    """SIGTERM the processes, SIGKILL those still running at the deadline, then
+    remove the session and store folders."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    shutil.rmtree(store_dir, ignore_errors=True)
+    shutil.rmtree(session_dir, ignore_errors=True)
+
+
 def log_tail(path: str, lines: int = 20) -> str:
     """The last lines of a log file, or '' when it cannot be read."""
     try:
@@ -192,15 +210,4 @@ class LocalCluster:
                     f"embedded cluster ({name}) exited with code {code} during start:{tails}")
 
     def stop(self, timeout: float = 5.0) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for proc in self.procs.values():
-            try:
-                proc.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        shutil.rmtree(self.store_dir, ignore_errors=True)
-        shutil.rmtree(self.session_dir, ignore_errors=True)
+        stop_session(list(self.procs.values()), self.session_dir, self.store_dir, timeout)

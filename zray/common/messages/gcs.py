@@ -72,6 +72,23 @@ class GcsIncrementReply(Message):
     value: int
 
 
+class GcsPutIfAbsent(Message):
+    """Store the value (one payload frame) unless the key exists; atomic."""
+
+    kind: Literal["GcsPutIfAbsent"] = "GcsPutIfAbsent"
+    req_id: int
+    table: str
+    key: str
+
+
+class GcsPutIfAbsentReply(Message):
+    """`stored` False: the existing value follows as a payload frame."""
+
+    kind: Literal["GcsPutIfAbsentReply"] = "GcsPutIfAbsentReply"
+    req_id: int
+    stored: bool
+
+
 class GcsPing(Message):
     kind: Literal["GcsPing"] = "GcsPing"
     req_id: int
@@ -85,7 +102,9 @@ class GcsPong(Message):
     seq: int
 
 
-GCS_REQUESTS: list[type[Message]] = [GcsWrite, GcsRead, GcsScan, GcsIncrement, GcsPing]
+GCS_REQUESTS: list[type[Message]] = [GcsWrite, GcsRead, GcsScan, GcsIncrement, GcsPutIfAbsent,
+                                     GcsPing]
 GCS_REPLIES: list[type[Message]] = [
-    GcsWriteReply, GcsReadReply, GcsScanReply, GcsIncrementReply, GcsPong, ErrorReply,
+    GcsWriteReply, GcsReadReply, GcsScanReply, GcsIncrementReply, GcsPutIfAbsentReply, GcsPong,
+    ErrorReply,
 ]

@@ -25,6 +25,8 @@ from zray.common.messages.gcs import (
     GcsIncrementReply,
     GcsPing,
     GcsPong,
+    GcsPutIfAbsent,
+    GcsPutIfAbsentReply,
     GcsRead,
     GcsReadReply,
     GcsScan,
@@ -123,6 +125,12 @@ class GcsClient:
         reply, bufs = self.call(lambda r: GcsScan(req_id=r, table=table, prefix=prefix, limit=limit))
         assert isinstance(reply, GcsScanReply)
         return list(zip(reply.keys, bufs, strict=True))
+
+    def put_if_absent(self, table: str, key: str, value: bytes) -> tuple[bool, bytes | None]:
+        """(True, None) if stored; (False, the existing value) if the key existed."""
+        reply, bufs = self.call(lambda r: GcsPutIfAbsent(req_id=r, table=table, key=key), [value])
+        assert isinstance(reply, GcsPutIfAbsentReply)
+        return reply.stored, (bytes(bufs[0]) if bufs else None)
 
     def increment(self, key: str) -> int:
         reply, _ = self.call(lambda r: GcsIncrement(req_id=r, key=key))

@@ -22,6 +22,8 @@ from zray.common.messages.gcs import (
     GcsIncrementReply,
     GcsPing,
     GcsPong,
+    GcsPutIfAbsent,
+    GcsPutIfAbsentReply,
     GcsRead,
     GcsReadReply,
     GcsScan,
@@ -63,6 +65,7 @@ class GcsShard(Service):
             GcsRead: self.on_read,
             GcsScan: self.on_scan,
             GcsIncrement: self.on_increment,
+            GcsPutIfAbsent: self.on_put_if_absent,
             GcsPing: self.on_ping,
         }, routed=True)
         self.every(1.0, self.storage.flush)
@@ -121,6 +124,18 @@ class GcsShard(Service):
         assert isinstance(msg, GcsIncrement)
         value = self.storage.increment(msg.key.encode())
         self.reply(routing, GcsIncrementReply(req_id=msg.req_id, value=value))
+
+    def on_put_if_absent(self, routing: list[bytes], msg: Message, buffers: list[Any]) -> None:
+        assert isinstance(msg, GcsPutIfAbsent)
+        if len(buffers) != 1:
+            raise ValueError(f"put-if-absent of {msg.table}/{msg.key} needs 1 frame, got {len(buffers)}")
+        if self._pending:  # keep the order of writes already accepted
+            self._commit()
+        stored, existing, changes = self.storage.put_if_absent(msg.table, msg.key.encode(),
+                                                               bytes(buffers[0]))
+        self.reply(routing, GcsPutIfAbsentReply(req_id=msg.req_id, stored=stored),
+                   [] if existing is None else [existing])
+        self._publish(changes)
 
     def on_ping(self, routing: list[bytes], msg: Message, buffers: list[Any]) -> None:
         assert isinstance(msg, GcsPing)

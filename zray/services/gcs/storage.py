@@ -73,6 +73,19 @@ class ShardStorage:
             txn.put(key, _U64.pack(value))
         return value
 
+    def put_if_absent(self, table: str, key: bytes, value: bytes) -> tuple[bool, bytes | None,
+                                                                           list[Change]]:
+        """(stored, existing value, the change to publish) in one transaction."""
+        db = self.db(table)
+        with self.env.begin(write=True) as txn:
+            existing = txn.get(key, db=db)
+            if existing is not None:
+                return False, bytes(existing), []
+            txn.put(key, value, db=db)
+            self.seq += 1
+            txn.put(_SEQ_KEY, _U64.pack(self.seq), db=self._meta)
+        return True, None, [Change(table, key, value, self.seq)]
+
     def read(self, table: str, keys: Iterable[bytes]) -> list[bytes | None]:
         with self.env.begin(db=self.db(table), buffers=False) as txn:
             return [txn.get(k) for k in keys]

@@ -145,6 +145,9 @@ class ActorManager:
         else:
             cause = f"its worker (pid {worker.pid}) {how}"
         can_restart = not actor.no_restart and actor.restarts < actor.options.max_restarts
+        if not can_restart and not actor.no_restart:
+            cause += (f", and it has no restarts left (used {actor.restarts} of "
+                      f"max_restarts={actor.options.max_restarts})")
         if not can_restart:
             for task in in_flight:
                 self.raylet.fail_task(task, self._died_error(actor, task, cause))

@@ -7,7 +7,6 @@ soon as they exist, batched per owner per loop turn.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -48,8 +47,8 @@ from zray.common.messages.raylet import (
     WorkerUnblocked,
     split_frames,
 )
-from zray.common.messages.sched import SCHED_REPLIES, NodeHeartbeat, PlaceTask, TaskPlaced
-from zray.common.messages.tables import KV, NODES, OBJECTS, TASKS, NodeInfo, ObjectInfo
+from zray.common.messages.sched import TaskPlaced
+from zray.common.messages.tables import NODES, OBJECTS, TASKS, NodeInfo, ObjectInfo
 from zray.common.messages.task import ObjectLoc, TaskSpec
 from zray.common.serialization import deserialize, serialize_error
 from zray.common.service import Service
@@ -58,14 +57,15 @@ from zray.services.gcs.client import ServiceGcs
 from zray.services.raylet import pipelining
 from zray.services.raylet.actors import ActorManager
 from zray.services.raylet.object_store import SharedMemoryStore, check_shm, default_capacity
+from zray.services.raylet.object_table import ObjectTable
 from zray.services.raylet.resources import fits, node_resources
+from zray.services.raylet.sched_link import SchedulerLink
 from zray.services.raylet.state import Client, LocalObject, Task
 from zray.services.raylet.task_queue import ReadyQueue
 from zray.services.raylet.worker_pool import WorkerPool, WorkerProc, describe_exit
 
 log = logging.getLogger(__name__)
 
-SCHEDULERS_PREFIX = "scheduler:"
 CONTROL_SUFFIX = b"/ctl"
 
 
@@ -90,15 +90,13 @@ class Raylet(Service):
         self.queue: ReadyQueue[Task] = ReadyQueue(self.total)
         self.free_gpus = list(range(int(self.total.get("GPU", 0))))
         self.tasks: dict[str, Task] = {}
-        self.objects: dict[str, LocalObject] = {}
+        self.objects = ObjectTable()
         self.clients: dict[bytes, Client] = {}
         self.infeasible: dict[str, Task] = {}
         self.outbox: dict[bytes, list[tuple[LocalObject, bool]]] = {}
         self._outbox_scheduled = False
         self._schedule_scheduled = False
         self._assignments: dict[WorkerProc, list[tuple[ExecuteTask, list[Any]]]] = {}
-        self.schedulers: dict[str, zmq.Socket[Any]] = {}
-        self._next_req = 0
         self.actors = ActorManager(self)
         self.durations = pipelining.Durations()
         self.counters = {"finished": 0, "failed": 0, "retried": 0, "submitted": 0}
@@ -139,12 +137,13 @@ class Raylet(Service):
             for _ in range(max(1, int(self.total.get("CPU", 1)))):
                 self.pool.spawn()
         self.every(0.05, self.reap_workers)
-        self.every(s.heartbeat_interval, self.heartbeat)
+        self.sched = SchedulerLink(self, self.on_placed)
+        self.every(s.heartbeat_interval, self.sched.heartbeat)
         self.every(1.0, self.publish_node)
         self.every(1.0, self.check_drivers)
-        self.every(2.0, self.discover_schedulers)
+        self.every(2.0, self.sched.discover)
         self.publish_node()
-        self.discover_schedulers()
+        self.sched.discover()
         log.info("%s: serving on %s; resources %s; store %s (%.2f GiB)", self.name,
                  self.local_address, self.total, self.store_dir, self.store.capacity / 1024**3)
 
@@ -197,9 +196,8 @@ class Raylet(Service):
             else:
                 self.tasks.pop(task_id, None)
                 self.infeasible.pop(task_id, None)
-        for obj in list(self.objects.values()):
-            if obj.job_id == job or obj.owner == ident:
-                self._free(obj)
+        for obj in self.objects.of_job(job, ident):
+            self._free(obj)
         self.outbox.pop(ident, None)
 
     # tasks ---------------------------------------------------------------
@@ -218,17 +216,13 @@ class Raylet(Service):
         self.tasks[spec.task_id] = task
         self.counters["submitted"] += 1
         for i in range(1, spec.num_returns + 1):
-            obj = self._object(return_object_hex(spec.task_id, i))
+            obj = self.objects.entry(return_object_hex(spec.task_id, i))
             obj.owner = owner
             obj.job_id = spec.job_id
             obj.waiting_clients.append((owner, True))
         for arg in spec.args:
             if arg.ref is not None:
-                obj = self._object(arg.ref)
-                obj.pins += 1
-                if not obj.ready:
-                    obj.waiting_tasks.append(task)
-                    task.missing += 1
+                self.objects.depend(task, arg.ref)
         if spec.actor_creation is not None:
             self.actors.created(task)
         if spec.actor_id is not None:
@@ -241,7 +235,7 @@ class Raylet(Service):
     def _enqueue(self, task: Task, front: bool = False) -> None:
         if not self.queue.feasible(task.resources):
             self.infeasible[task.spec.task_id] = task
-            self._spill(task)
+            self.sched.spill(task)
             return
         self.queue.push(task, task.resources, front=front)
         self.schedule_soon()
@@ -311,7 +305,7 @@ class Raylet(Service):
         for arg in task.spec.args:
             if arg.ref is None:
                 continue
-            obj = self.objects[arg.ref]
+            obj = self.objects.entry(arg.ref)
             if obj.in_store:
                 arg_objects.append(ObjectLoc(object_id=arg.ref, size=obj.size, in_store=True,
                                              is_error=obj.is_error))
@@ -425,9 +419,8 @@ class Raylet(Service):
             return  # a restart runs the constructor again: its arguments stay pinned
         for arg in task.spec.args:
             if arg.ref is not None:
-                obj = self.objects.get(arg.ref)
+                obj = self.objects.unpin(arg.ref)
                 if obj is not None:
-                    obj.pins -= 1
                     self._maybe_free(obj)
 
     def fail_task(self, task: Task, error: BaseException) -> None:
@@ -438,35 +431,21 @@ class Raylet(Service):
         self._complete(task, returns, [payload])
 
     # objects -------------------------------------------------------------
-    def _object(self, oid: str) -> LocalObject:
-        obj = self.objects.get(oid)
-        if obj is None:
-            obj = self.objects[oid] = LocalObject(oid)
-        return obj
-
     def _seal(self, oid: str, size: int, data: Any, in_store: bool, is_error: bool,
               owner: bytes | None = None, job_id: str = "") -> None:
-        obj = self._object(oid)
-        obj.ready, obj.size, obj.data, obj.in_store, obj.is_error = True, size, data, in_store, is_error
-        if owner is not None:
-            obj.owner = owner
-            obj.job_id = job_id
-        waiting, obj.waiting_tasks = obj.waiting_tasks, []
-        for task in waiting:
-            task.missing -= 1
-            if task.missing == 0 and not task.cancelled:
-                if task.spec.actor_id is not None:
-                    self.actors.pump_for(task)
-                else:
-                    self._enqueue(task)
-        clients, obj.waiting_clients = obj.waiting_clients, []
-        for ident, fetch in clients:
-            self._push(ident, obj, fetch)
+        sealed = self.objects.seal(oid, size, data, in_store, is_error, owner, job_id)
+        for task in sealed.ready_tasks:
+            if task.spec.actor_id is not None:
+                self.actors.pump_for(task)
+            else:
+                self._enqueue(task)
+        for ident, fetch in sealed.clients:
+            self._push(ident, sealed.obj, fetch)
         if in_store:
             info = ObjectInfo(object_id=oid, size=size, locations=[self.node_id],
                               task_id=oid[:32], is_put=bool(int(oid[32:], 16) & 0x8000_0000))
             self.gcs.write(OBJECTS, oid, info.model_dump_json().encode())
-        self._maybe_free(obj)
+        self._maybe_free(sealed.obj)
 
     def _push(self, ident: bytes, obj: LocalObject, fetch: bool) -> None:
         if ident not in self.clients:
@@ -496,7 +475,7 @@ class Raylet(Service):
         assert isinstance(msg, GetObjects)
         ident = route[0]
         for oid in msg.object_ids:
-            obj = self._object(oid)
+            obj = self.objects.entry(oid)
             if obj.ready:
                 self._push(ident, obj, msg.fetch)
             else:
@@ -520,21 +499,18 @@ class Raylet(Service):
     def on_release(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
         assert isinstance(msg, ReleaseObjects)
         for oid in msg.escaped:
-            self._object(oid).escaped = True
+            self.objects.escaped(oid)
         for oid in msg.object_ids:
-            obj = self.objects.get(oid)
-            if obj is None:
-                continue
-            obj.released = True
-            self._maybe_free(obj)
+            obj = self.objects.released(oid)
+            if obj is not None:
+                self._maybe_free(obj)
 
     def _maybe_free(self, obj: LocalObject) -> None:
-        if obj.released and obj.ready and not obj.escaped and obj.pins <= 0 \
-                and not obj.waiting_clients:
+        if self.objects.freeable(obj):
             self._free(obj)
 
     def _free(self, obj: LocalObject) -> None:
-        self.objects.pop(obj.object_id, None)
+        self.objects.remove(obj)
         if obj.in_store:
             self.store.free(obj.object_id)
             self.gcs.write(OBJECTS, obj.object_id, None)
@@ -666,20 +642,8 @@ class Raylet(Service):
         assert isinstance(msg, LogLines)
         self.log_pub.send_multipart([msg.job_id.encode(), *wire.encode(msg)], zmq.NOBLOCK)
 
-    # spill-over and heartbeats ---------------------------------------------
-    def _spill(self, task: Task) -> None:
-        if not self.schedulers:
-            log.info("%s: task %s needs %s beyond this node and no global scheduler is known; "
-                     "waiting", self.name, task.spec.task_id[:12], task.resources)
-            return
-        sock = next(iter(self.schedulers.values()))
-        self._next_req += 1
-        self.send(sock, [], PlaceTask(req_id=self._next_req, task_id=task.spec.task_id,
-                                      resources=task.resources))
-
-    def on_placed(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
-        if not isinstance(msg, TaskPlaced):
-            return
+    # spill-over --------------------------------------------------------------
+    def on_placed(self, msg: TaskPlaced) -> None:
         task = self.infeasible.get(msg.task_id)
         if task is None:
             return
@@ -689,38 +653,6 @@ class Raylet(Service):
         else:
             log.info("%s: task %s placed on node %s; forwarding between nodes is not available "
                      "yet, so it waits", self.name, msg.task_id[:12], msg.node_id[:8])
-
-    def discover_schedulers(self) -> None:
-        def found(reply: Message, bufs: list[Any]) -> None:
-            keys = getattr(reply, "keys", [])
-            for key, value in zip(keys, bufs, strict=True):
-                address = json.loads(value)["address"]
-                sched_id = key[len(SCHEDULERS_PREFIX):]
-                if sched_id not in self.schedulers:
-                    sock = self.socket(zmq.DEALER)
-                    sock.connect(address)
-                    self.add_reader(sock, wire.Protocol("sched-replies", SCHED_REPLIES),
-                                    dict.fromkeys(SCHED_REPLIES, self.on_placed), routed=False)
-                    self.schedulers[sched_id] = sock
-                    log.info("%s: found global scheduler %s at %s", self.name, sched_id, address)
-                    for task in self.infeasible.values():
-                        self._spill(task)
-            for sched_id in set(self.schedulers) - {k[len(SCHEDULERS_PREFIX):] for k in keys}:
-                self.remove_socket(self.schedulers.pop(sched_id))
-
-        from zray.common.messages.gcs import GcsScan
-
-        self.gcs.request(lambda r: GcsScan(req_id=r, table=KV, prefix=SCHEDULERS_PREFIX), (), found)
-
-    def heartbeat(self) -> None:
-        if not self.schedulers:
-            return
-        beat = NodeHeartbeat(node_id=self.node_id, address=self.local_address,
-                             resources_total=self.total, resources_available=self.queue.available,
-                             queue_len=len(self.queue), store_used=self.store.used,
-                             store_capacity=self.store.capacity)
-        for sock in self.schedulers.values():
-            self.send(sock, [], beat)
 
     def node_info(self, alive: bool = True) -> NodeInfo:
         now = time.time()

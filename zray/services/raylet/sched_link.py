@@ -1,0 +1,82 @@
+"""The raylet's link to the global schedulers: discovery through the GCS,
+heartbeats of its load, and spilling tasks it cannot run itself."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import zmq
+
+from zray.common import wire
+from zray.common.messages.base import Message
+from zray.common.messages.gcs import GcsScan
+from zray.common.messages.sched import SCHED_REPLIES, NodeHeartbeat, PlaceTask, TaskPlaced
+from zray.common.messages.tables import KV
+
+if TYPE_CHECKING:
+    from zray.services.raylet.server import Raylet
+    from zray.services.raylet.state import Task
+
+log = logging.getLogger(__name__)
+
+SCHEDULERS_PREFIX = "scheduler:"
+
+
+class SchedulerLink:
+    def __init__(self, raylet: Raylet, on_placed: Callable[[TaskPlaced], None]) -> None:
+        self.raylet = raylet
+        self.on_placed = on_placed
+        self.schedulers: dict[str, zmq.Socket[Any]] = {}
+        self._next_req = 0
+
+    def spill(self, task: Task) -> None:
+        if not self.schedulers:
+            log.info("%s: task %s needs %s beyond this node and no global scheduler is known; "
+                     "waiting", self.raylet.name, task.spec.task_id[:12], task.resources)
+            return
+        sock = next(iter(self.schedulers.values()))
+        self._next_req += 1
+        self.raylet.send(sock, [], PlaceTask(req_id=self._next_req, task_id=task.spec.task_id,
+                                             resources=task.resources))
+
+    def _reply(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        if isinstance(msg, TaskPlaced):
+            self.on_placed(msg)
+
+    def discover(self) -> None:
+        """Follow the replicas registered in the GCS: connect new ones, drop gone ones."""
+        raylet = self.raylet
+
+        def found(reply: Message, bufs: list[Any]) -> None:
+            keys = getattr(reply, "keys", [])
+            for key, value in zip(keys, bufs, strict=True):
+                address = json.loads(value)["address"]
+                sched_id = key[len(SCHEDULERS_PREFIX):]
+                if sched_id not in self.schedulers:
+                    sock = raylet.socket(zmq.DEALER)
+                    sock.connect(address)
+                    raylet.add_reader(sock, wire.Protocol("sched-replies", SCHED_REPLIES),
+                                      dict.fromkeys(SCHED_REPLIES, self._reply), routed=False)
+                    self.schedulers[sched_id] = sock
+                    log.info("%s: found global scheduler %s at %s", raylet.name, sched_id, address)
+                    for task in raylet.infeasible.values():
+                        self.spill(task)
+            for sched_id in set(self.schedulers) - {k[len(SCHEDULERS_PREFIX):] for k in keys}:
+                raylet.remove_socket(self.schedulers.pop(sched_id))
+
+        raylet.gcs.request(lambda r: GcsScan(req_id=r, table=KV, prefix=SCHEDULERS_PREFIX), (),
+                           found)
+
+    def heartbeat(self) -> None:
+        if not self.schedulers:
+            return
+        r = self.raylet
+        beat = NodeHeartbeat(node_id=r.node_id, address=r.local_address,
+                             resources_total=r.total, resources_available=r.queue.available,
+                             queue_len=len(r.queue), store_used=r.store.used,
+                             store_capacity=r.store.capacity)
+        for sock in self.schedulers.values():
+            r.send(sock, [], beat)
