@@ -18,8 +18,10 @@ from typing import Any
 import zmq
 
 from zray.client.object_ref import ObjectRef, set_tracker
+from zray.client.references import References
 from zray.client.store import read_object, write_object
 from zray.client.task_context import TaskContext, TaskContextMixin
+from zray.client.worker_side import WorkerSide
 from zray.common import serialization, wire
 from zray.common.errors import (
     ConnectionFailedError,
@@ -47,9 +49,7 @@ from zray.common.messages.raylet import (
     ObjectsReady,
     PutObject,
     RegisterClient,
-    ReleaseObjects,
     SubmitTasks,
-    TaskFinished,
     WorkerBlocked,
     WorkerUnblocked,
     owner_address,
@@ -68,9 +68,6 @@ PUT_FLAG = 0x8000_0000
 SUBMIT_BATCH = 64
 SUBMIT_GAP = 0.0005
 SUBMIT_LINGER = 0.001
-MAX_OWNER_SOCKETS = 64
-RELEASE_BATCH = 256
-RELEASE_SECONDS = 0.05
 
 
 class _Result:
@@ -81,7 +78,7 @@ class _Result:
         self.data = data
 
 
-class CoreClient(TaskContextMixin):
+class CoreClient(References, WorkerSide, TaskContextMixin):
     def __init__(self, raylet_address: str, worker_id: bytes, is_driver: bool,
                  job_id: JobID | None = None, connect_timeout: float = 30.0) -> None:
         self.worker_id = worker_id
@@ -327,58 +324,6 @@ class CoreClient(TaskContextMixin):
         else:
             self.replies[getattr(msg, "req_id", 0)] = msg
 
-    # references ----------------------------------------------------------
-    def add_ref(self, oid: str, owned: bool) -> None:
-        self.refcounts[oid] = self.refcounts.get(oid, 0) + 1
-        if owned:
-            self.owned.add(oid)
-
-    def remove_ref(self, oid: str) -> None:
-        # May run inside garbage collection at any point: only list appends here.
-        self.to_release.append(oid)
-
-    def _flush_refs(self, force: bool = False) -> None:
-        if not self.to_escape:
-            if not self.to_release:
-                return
-            # Releases of small objects go out in batches; store objects at once.
-            if not force and len(self.to_release) < RELEASE_BATCH and \
-                    time.monotonic() - self._last_release < RELEASE_SECONDS and \
-                    not any(self._in_store(o) for o in self.to_release):
-                return
-        self._last_release = time.monotonic()
-        released = []
-        while self.to_release:
-            oid = self.to_release.pop()
-            count = self.refcounts.get(oid, 0) - 1
-            if count > 0:
-                self.refcounts[oid] = count
-                continue
-            self.refcounts.pop(oid, None)
-            self.results.pop(oid, None)
-            self.ready.discard(oid)
-            if oid in self.owned:
-                self.owned.discard(oid)
-                released.append(oid)
-        escaped, self.to_escape = self.to_escape, []
-        if released or escaped:
-            self._transmit(wire.encode(ReleaseObjects(object_ids=released, escaped=escaped)))
-
-    def _flush_escapes(self) -> None:
-        if self.to_escape:
-            escaped, self.to_escape = self.to_escape, []
-            self._transmit(wire.encode(ReleaseObjects(object_ids=[], escaped=escaped)))
-
-    def _in_store(self, oid: str) -> bool:
-        result = self.results.get(oid)
-        return result is None or result.loc.in_store
-
-    def _note_escaped(self, refs: list[str]) -> None:
-        for oid in refs:
-            if oid not in self.escaped:
-                self.escaped.add(oid)
-                self.to_escape.append(oid)
-
     # serialization helpers -----------------------------------------------
     def serialize_value(self, value: Any) -> serialization.SerializedObject:
         ser = serialization.serialize(value)
@@ -583,101 +528,6 @@ class CoreClient(TaskContextMixin):
             else:
                 pending.append(ref)
         return done, pending
-
-    # worker side -----------------------------------------------------------
-    def next_task(self, flush_after: float) -> tuple[Any, list[Any]]:
-        """The next task to run; buffered results and submissions go out before any wait."""
-        with self.lock:
-            self._flush_submits()
-            if not self.tasks_inbox:
-                self._pump(0)
-            if not self.tasks_inbox or (self.finished and time.monotonic() > flush_after):
-                self.flush_finished()
-            while not self.tasks_inbox:
-                self._flush_refs(force=True)
-                if self.threaded:
-                    break
-                self._pump(None)
-            if self.tasks_inbox:
-                return self.tasks_inbox.pop(0)
-        while True:  # concurrent actor: poll without the lock, so calls' threads can queue
-            events = self.poller.poll(-1)
-            with self.lock:
-                self._process(events)
-                if self.tasks_inbox:
-                    return self.tasks_inbox.pop(0)
-
-    def add_finished(self, result: FinishedTask, owner: str, final: bool) -> None:
-        """Buffer a result; its ObjectLoc.buf values index `finished_bufs`.
-
-        `final`: no retry can replace this result, so its owner may have it at once.
-        """
-        with self.lock:
-            self.finished.append(result)
-            self.finished_owners.append(owner if final else "")
-            if len(self.finished) >= 64:
-                self.flush_finished()
-
-    def add_finished_frames(self, result: FinishedTask, frames: list[Any], owner: str,
-                            final: bool) -> None:
-        """add_finished for a result whose ObjectLoc.buf values index `frames`."""
-        if frames:
-            base = len(self.finished_bufs)
-            result = result.model_copy(update={"returns": [
-                loc.model_copy(update={"buf": loc.buf + base}) if loc.buf >= 0 else loc
-                for loc in result.returns]})
-            self.finished_bufs.extend(frames)
-        self.add_finished(result, owner, final)
-
-    def flush_finished(self) -> None:
-        if not self.finished or self.closed:
-            return
-        results, bufs, owners = self.finished, self.finished_bufs, self.finished_owners
-        self.finished, self.finished_bufs, self.finished_owners = [], [], []
-        self._nothing_buffered()
-        delivered = self._deliver_to_owners(results, bufs, owners)
-        if delivered:
-            results = [r.model_copy(update={"delivered": True}) if r.task_id in delivered else r
-                       for r in results]
-        self.send(TaskFinished(results=results), bufs)
-
-    def _deliver_to_owners(self, results: list[FinishedTask], bufs: list[Any],
-                           owners: list[str]) -> set[str]:
-        by_owner: dict[str, list[FinishedTask]] = {}
-        for result, owner in zip(results, owners, strict=True):
-            if owner:
-                by_owner.setdefault(owner, []).append(result)
-        delivered: set[str] = set()
-        for owner, owned in by_owner.items():
-            locs: list[ObjectLoc] = []
-            frames: list[Any] = []
-            for result in owned:
-                for loc in result.returns:
-                    if loc.buf >= 0:
-                        locs.append(loc.model_copy(update={"buf": len(frames)}))
-                        frames.append(bufs[loc.buf])
-                    else:
-                        locs.append(loc)
-            try:
-                send_frames(self._owner_socket(owner),
-                            wire.encode(ObjectsReady(objects=locs), frames), NOBLOCK)
-            except zmq.Again:
-                continue  # not connected yet: the raylet forwards them instead
-            delivered.update(r.task_id for r in owned)
-        return delivered
-
-    def _owner_socket(self, owner: str) -> zmq.Socket[Any]:
-        sock = self.owner_socks.get(owner)
-        if sock is None:
-            sock = configure(self.ctx.socket(zmq.PUSH))
-            sock.connect(owner_address(self.session_dir, owner))
-            self.owner_socks[owner] = sock
-            if len(self.owner_socks) > MAX_OWNER_SOCKETS:
-                _, oldest = self.owner_socks.popitem(last=False)
-                oldest.close(0)
-        else:
-            self.owner_socks.move_to_end(owner)
-        return sock
 
     def close(self) -> None:
         with self.lock:

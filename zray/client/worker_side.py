@@ -1,0 +1,145 @@
+"""The worker's side of the client (mixed into CoreClient): taking tasks from
+the inbox, and batching their results to the raylet and to their owners."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+import zmq
+
+from zray.common import wire
+from zray.common.messages.raylet import FinishedTask, ObjectsReady, TaskFinished, owner_address
+from zray.common.messages.task import ObjectLoc
+from zray.common.sockets import NOBLOCK, configure, send_frames
+
+MAX_OWNER_SOCKETS = 64
+
+
+class WorkerSide:
+    lock: threading.RLock
+    closed: bool
+    threaded: bool
+    ctx: zmq.Context[Any]
+    session_dir: str
+    poller: zmq.Poller
+    tasks_inbox: list[tuple[Any, list[Any]]]
+    finished: list[FinishedTask]
+    finished_bufs: list[Any]
+    finished_owners: list[str]
+    owner_socks: OrderedDict[str, zmq.Socket[Any]]
+
+    def _flush_submits(self) -> None:
+        raise NotImplementedError
+
+    def _flush_refs(self, force: bool = False) -> None:
+        raise NotImplementedError
+
+    def _pump(self, timeout: float | None) -> bool:
+        raise NotImplementedError
+
+    def _process(self, events: list[tuple[Any, int]]) -> None:
+        raise NotImplementedError
+
+    def _nothing_buffered(self) -> None:
+        raise NotImplementedError
+
+    def send(self, msg: Any, buffers: Any = ()) -> None:
+        raise NotImplementedError
+
+    def next_task(self, flush_after: float) -> tuple[Any, list[Any]]:
+        """The next task to run; buffered results and submissions go out before any wait."""
+        with self.lock:
+            self._flush_submits()
+            if not self.tasks_inbox:
+                self._pump(0)
+            if not self.tasks_inbox or (self.finished and time.monotonic() > flush_after):
+                self.flush_finished()
+            while not self.tasks_inbox:
+                self._flush_refs(force=True)
+                if self.threaded:
+                    break
+                self._pump(None)
+            if self.tasks_inbox:
+                return self.tasks_inbox.pop(0)
+        while True:  # concurrent actor: poll without the lock, so calls' threads can queue
+            events = self.poller.poll(-1)
+            with self.lock:
+                self._process(events)
+                if self.tasks_inbox:
+                    return self.tasks_inbox.pop(0)
+
+    def add_finished(self, result: FinishedTask, owner: str, final: bool) -> None:
+        """Buffer a result; its ObjectLoc.buf values index `finished_bufs`.
+
+        `final`: no retry can replace this result, so its owner may have it at once.
+        """
+        with self.lock:
+            self.finished.append(result)
+            self.finished_owners.append(owner if final else "")
+            if len(self.finished) >= 64:
+                self.flush_finished()
+
+    def add_finished_frames(self, result: FinishedTask, frames: list[Any], owner: str,
+                            final: bool) -> None:
+        """add_finished for a result whose ObjectLoc.buf values index `frames`."""
+        if frames:
+            base = len(self.finished_bufs)
+            result = result.model_copy(update={"returns": [
+                loc.model_copy(update={"buf": loc.buf + base}) if loc.buf >= 0 else loc
+                for loc in result.returns]})
+            self.finished_bufs.extend(frames)
+        self.add_finished(result, owner, final)
+
+    def flush_finished(self) -> None:
+        if not self.finished or self.closed:
+            return
+        results, bufs, owners = self.finished, self.finished_bufs, self.finished_owners
+        self.finished, self.finished_bufs, self.finished_owners = [], [], []
+        self._nothing_buffered()
+        delivered = self._deliver_to_owners(results, bufs, owners)
+        if delivered:
+            results = [r.model_copy(update={"delivered": True}) if r.task_id in delivered else r
+                       for r in results]
+        self.send(TaskFinished(results=results), bufs)
+
+    def _deliver_to_owners(self, results: list[FinishedTask], bufs: list[Any],
+                           owners: list[str]) -> set[str]:
+        by_owner: dict[str, list[FinishedTask]] = {}
+        for result, owner in zip(results, owners, strict=True):
+            if owner:
+                by_owner.setdefault(owner, []).append(result)
+        delivered: set[str] = set()
+        for owner, owned in by_owner.items():
+            locs: list[ObjectLoc] = []
+            frames: list[Any] = []
+            for result in owned:
+                for loc in result.returns:
+                    if loc.buf >= 0:
+                        locs.append(loc.model_copy(update={"buf": len(frames)}))
+                        frames.append(bufs[loc.buf])
+                    else:
+                        locs.append(loc)
+            try:
+                send_frames(self._owner_socket(owner),
+                            wire.encode(ObjectsReady(objects=locs), frames), NOBLOCK)
+            except zmq.Again:
+                continue  # not connected yet: the raylet forwards them instead
+            delivered.update(r.task_id for r in owned)
+        return delivered
+
+    def _owner_socket(self, owner: str) -> zmq.Socket[Any]:
+        sock = self.owner_socks.get(owner)
+        if sock is None:
+            sock = configure(self.ctx.socket(zmq.PUSH))
+            sock.connect(owner_address(self.session_dir, owner))
+            self.owner_socks[owner] = sock
+            if len(self.owner_socks) > MAX_OWNER_SOCKETS:
+                _, oldest = self.owner_socks.popitem(last=False)
+                oldest.close(0)
+        else:
+            self.owner_socks.move_to_end(owner)
+        return sock
+
