@@ -128,14 +128,15 @@ def _claim_name(client: Any, namespace: str, name: str, actor_id: str) -> bool:
     """Atomically take the name; a dead actor's name is taken over."""
     key = name_key(namespace, name)
     stored, holder = client.gcs.put_if_absent(KV, key, actor_id.encode())
-    if stored:
-        return True
-    assert holder is not None
-    row = client.gcs.get(ACTORS, holder.decode())
-    if row is None or ActorInfo.model_validate_json(row).state == "DEAD":
-        client.gcs.put(KV, key, actor_id.encode())
-        return True
-    return False
+    while not stored:
+        assert holder is not None
+        row = client.gcs.get(ACTORS, holder.decode())
+        if row is not None and ActorInfo.model_validate_json(row).state != "DEAD":
+            return False
+        # Take the name over from a dead holder, unless another creator just did.
+        stored, holder = client.gcs.put_if_absent(KV, key, actor_id.encode(),
+                                                  expected=holder.decode())
+    return True
 
 
 def _lookup(client: Any, name: str, namespace: str) -> ActorHandle | None:

@@ -73,12 +73,14 @@ class GcsIncrementReply(Message):
 
 
 class GcsPutIfAbsent(Message):
-    """Store the value (one payload frame) unless the key exists; atomic."""
+    """Store the value (one payload frame) if the key is absent, or if it holds
+    `expected` (compare-and-swap); atomic."""
 
     kind: Literal["GcsPutIfAbsent"] = "GcsPutIfAbsent"
     req_id: int
     table: str
     key: str
+    expected: str | None = None
 
 
 class GcsPutIfAbsentReply(Message):

@@ -126,9 +126,12 @@ class GcsClient:
         assert isinstance(reply, GcsScanReply)
         return list(zip(reply.keys, bufs, strict=True))
 
-    def put_if_absent(self, table: str, key: str, value: bytes) -> tuple[bool, bytes | None]:
-        """(True, None) if stored; (False, the existing value) if the key existed."""
-        reply, bufs = self.call(lambda r: GcsPutIfAbsent(req_id=r, table=table, key=key), [value])
+    def put_if_absent(self, table: str, key: str, value: bytes,
+                      expected: str | None = None) -> tuple[bool, bytes | None]:
+        """(True, None) if stored; (False, the value it holds) if the key existed
+        and did not hold `expected`."""
+        reply, bufs = self.call(lambda r: GcsPutIfAbsent(req_id=r, table=table, key=key,
+                                                         expected=expected), [value])
         assert isinstance(reply, GcsPutIfAbsentReply)
         return reply.stored, (bytes(bufs[0]) if bufs else None)
 

@@ -131,8 +131,9 @@ class GcsShard(Service):
             raise ValueError(f"put-if-absent of {msg.table}/{msg.key} needs 1 frame, got {len(buffers)}")
         if self._pending:  # keep the order of writes already accepted
             self._commit()
+        expected = None if msg.expected is None else msg.expected.encode()
         stored, existing, changes = self.storage.put_if_absent(msg.table, msg.key.encode(),
-                                                               bytes(buffers[0]))
+                                                               bytes(buffers[0]), expected)
         self.reply(routing, GcsPutIfAbsentReply(req_id=msg.req_id, stored=stored),
                    [] if existing is None else [existing])
         self._publish(changes)

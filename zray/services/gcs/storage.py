@@ -73,13 +73,14 @@ class ShardStorage:
             txn.put(key, _U64.pack(value))
         return value
 
-    def put_if_absent(self, table: str, key: bytes, value: bytes) -> tuple[bool, bytes | None,
-                                                                           list[Change]]:
-        """(stored, existing value, the change to publish) in one transaction."""
+    def put_if_absent(self, table: str, key: bytes, value: bytes, expected: bytes | None = None
+                      ) -> tuple[bool, bytes | None, list[Change]]:
+        """Store unless the key holds something other than `expected` (None: absent).
+        (stored, existing value, the change to publish), in one transaction."""
         db = self.db(table)
         with self.env.begin(write=True) as txn:
             existing = txn.get(key, db=db)
-            if existing is not None:
+            if existing is not None and (expected is None or bytes(existing) != expected):
                 return False, bytes(existing), []
             txn.put(key, value, db=db)
             self.seq += 1

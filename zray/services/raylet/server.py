@@ -575,6 +575,10 @@ class Raylet(Service):
     # workers -------------------------------------------------------------
     def reap_workers(self) -> None:
         dead = self.pool.reap()
+        if dead:
+            # Results a worker sent just before it died are read first, so that
+            # finished tasks are not taken for lost ones.
+            self._readers[self.router].drain_batch()
         for worker, code in dead:
             self.clients.pop(worker.worker_id, None)
             tasks = list(worker.tasks)
