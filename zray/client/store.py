@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import queue
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -73,13 +74,35 @@ def map_object(path: str, size: int) -> memoryview:
             raise
         _cache[path] = _Mapping(fd, view)
         while len(_cache) > MAX_CACHED:
-            _cache.popitem(last=False)[1].close()
+            _unmap_later(_cache.popitem(last=False)[1])
         return view
 
 
 def _drop_freed() -> None:
     for key in [k for k, m in _cache.items() if m.unlinked()]:
-        _cache.pop(key).close()
+        _unmap_later(_cache.pop(key))
+
+
+_doomed: queue.SimpleQueue[_Mapping] = queue.SimpleQueue()
+_reaper: threading.Thread | None = None
+
+
+def _unmap_later(mapping: _Mapping) -> None:
+    """Unmapping a large object frees its pages, which takes milliseconds per
+    100 MB: a background thread does it (munmap runs without the GIL), so the
+    read that noticed the object was freed does not wait for it."""
+    global _reaper
+    if _reaper is None:
+        _reaper = threading.Thread(target=_reap, name="zray-unmap", daemon=True)
+        _reaper.start()
+    _doomed.put(mapping)
+
+
+def _reap() -> None:
+    while True:
+        mapping = _doomed.get()
+        mapping.close()
+        del mapping  # the last reference to the view: the pages go here
 
 
 def read_object(path: str, size: int) -> tuple[int, Any]:
