@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from zray.client.local_cluster import (
@@ -117,7 +118,7 @@ def start_head(host: str, port: int, opts: NodeOptions, timeout: float) -> Launc
                               "holds it or choose another --port or --host")
     gcs_address = f"tcp://{advertised_host(host)}:{port}"
     launch = _new_launch()
-    try:
+    with _undone_on_failure(launch):
         launch.spawn("gcs", ["zray.services.gcs", "start", "--address", f"tcp://{host}:{port}",
                              "--data-dir", os.path.join(launch.session_dir, "gcs")])
         launch.spawn("global-sched", ["zray.services.global_sched", "start",
@@ -125,9 +126,6 @@ def start_head(host: str, port: int, opts: NodeOptions, timeout: float) -> Launc
                                       "--address", f"tcp://{advertised_host(host)}:0"])
         _spawn_raylet(launch, gcs_address, opts)
         wait_ready(launch, gcs_address, timeout)
-    except BaseException:
-        launch.abort()
-        raise
     return launch
 
 
@@ -141,13 +139,20 @@ def start_node(gcs_address: str, opts: NodeOptions, timeout: float) -> Launch:
     finally:
         gcs.close()
     launch = _new_launch()
-    try:
+    with _undone_on_failure(launch):
         _spawn_raylet(launch, gcs_address, opts)
         wait_ready(launch, gcs_address, timeout)
+    return launch
+
+
+@contextlib.contextmanager
+def _undone_on_failure(launch: Launch) -> Iterator[None]:
+    """A start that fails part-way stops what it started and removes its folders."""
+    try:
+        yield
     except BaseException:
         launch.abort()
         raise
-    return launch
 
 
 def wait_ready(launch: Launch, gcs_address: str, timeout: float) -> None:
