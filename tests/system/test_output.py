@@ -56,7 +56,8 @@ def whisper():
 pid = zray.get(shout.remote("hello"), timeout=60)
 named_pid = zray.get(shout.options(name="custom-name").remote("named"), timeout=60)
 partial_pid = zray.get(whisper.remote(), timeout=60)
-print("TASK_PIDS", pid, named_pid, partial_pid, flush=True)
+sys.stdout.write(f"TASK_PIDS {pid} {named_pid} {partial_pid}\n")  # one write: no interleaving
+sys.stdout.flush()
 
 deadline = time.monotonic() + 5
 wanted = ["marker-out hello", "marker-out named", "multi-2", "no newline at the end"]
