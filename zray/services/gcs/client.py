@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 _REPLIES = wire.Protocol("gcs-client", GCS_REPLIES)
 ATTEMPT_TIMEOUT = 1.0
-WRITE_BEHIND_SECONDS = 0.002
+WRITE_BEHIND_SECONDS = 0.01
 WRITE_BATCH_MAX = 2000
 
 
