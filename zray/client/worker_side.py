@@ -99,19 +99,21 @@ class WorkerSide:
         results, bufs, owners = self.finished, self.finished_bufs, self.finished_owners
         self.finished, self.finished_bufs, self.finished_owners = [], [], []
         self._nothing_buffered()
-        delivered = self._deliver_to_owners(results, bufs, owners)
+        by_owner: dict[str, list[FinishedTask]] = {}
+        for result, owner in zip(results, owners, strict=True):
+            # Only to owners whose socket is connected and not full: those sends succeed.
+            if owner and self._owner_socket(owner).poll(0, zmq.POLLOUT):
+                by_owner.setdefault(owner, []).append(result)
+        delivered = {r.task_id for owned in by_owner.values() for r in owned}
         if delivered:
             results = [r.model_copy(update={"delivered": True}) if r.task_id in delivered else r
                        for r in results]
+        # The raylet hears first: whatever the owner does next on seeing the
+        # results (e.g. a call that kills this worker) reaches the raylet after.
         self.send(TaskFinished(results=results), bufs)
+        self._deliver_to_owners(by_owner, bufs)
 
-    def _deliver_to_owners(self, results: list[FinishedTask], bufs: list[Any],
-                           owners: list[str]) -> set[str]:
-        by_owner: dict[str, list[FinishedTask]] = {}
-        for result, owner in zip(results, owners, strict=True):
-            if owner:
-                by_owner.setdefault(owner, []).append(result)
-        delivered: set[str] = set()
+    def _deliver_to_owners(self, by_owner: dict[str, list[FinishedTask]], bufs: list[Any]) -> None:
         for owner, owned in by_owner.items():
             locs: list[ObjectLoc] = []
             frames: list[Any] = []
@@ -125,10 +127,8 @@ class WorkerSide:
             try:
                 send_frames(self._owner_socket(owner),
                             wire.encode(ObjectsReady(objects=locs), frames), NOBLOCK)
-            except zmq.Again:
-                continue  # not connected yet: the raylet forwards them instead
-            delivered.update(r.task_id for r in owned)
-        return delivered
+            except zmq.Again:  # the owner went away since the poll: nobody waits for these
+                continue
 
     def _owner_socket(self, owner: str) -> zmq.Socket[Any]:
         sock = self.owner_socks.get(owner)
