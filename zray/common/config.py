@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from zray.common.errors import ConfigError
 
 INLINE_LIMIT = 100 * 1024
-DEFAULT_SESSION_ROOT = "/tmp/zray_sessions"
 
 _S = TypeVar("_S", bound="Settings")
 

@@ -82,7 +82,7 @@ class ActorManager:
         if actor is None or actor.state is ActorState.DEAD:
             return
         if failed:
-            self.died(actor, f"its constructor raised:\n{error_text}", restart=False)
+            self.died(actor, f"its constructor raised:\n{error_text}")
             return
         actor.state = ActorState.ALIVE
         self.publish(actor)
@@ -151,7 +151,7 @@ class ActorManager:
         if not can_restart:
             for task in in_flight:
                 self.raylet.fail_task(task, self._died_error(actor, task, cause))
-            self.died(actor, cause, restart=False)
+            self.died(actor, cause)
             return
         retry_budget = actor.options.max_task_retries
         for task in reversed(in_flight):
@@ -172,7 +172,7 @@ class ActorManager:
         self.publish(actor)
         self.raylet.restart_actor(actor.creation)
 
-    def died(self, actor: Actor, cause: str, restart: bool) -> None:
+    def died(self, actor: Actor, cause: str) -> None:
         actor.state = ActorState.DEAD
         actor.death_cause = cause
         log.info("actor %s (%s) died: %s", actor.actor_id[:12], actor.options.class_name, cause)
@@ -194,7 +194,7 @@ class ActorManager:
             self.raylet.pool.kill(actor.worker)
         elif actor.state is ActorState.PENDING:
             self.raylet.cancel_queued(actor.creation)
-            self.died(actor, "it was killed with zray.kill() before it started", restart=False)
+            self.died(actor, "it was killed with zray.kill() before it started")
 
     def job_ended(self, job_id: str) -> None:
         for actor in list(self.actors.values()):
@@ -203,11 +203,7 @@ class ActorManager:
                 actor.no_restart = True
                 if actor.worker is None:
                     self.raylet.cancel_queued(actor.creation)
-                self.died(actor, "the job that created it ended", restart=False)
-
-    def is_detached(self, actor_id: str | None) -> bool:
-        actor = self.actors.get(actor_id or "")
-        return actor is not None and actor.options.detached
+                self.died(actor, "the job that created it ended")
 
     def _died_error(self, actor: Actor, task: Task, cause: str = "") -> ActorDiedError:
         return ActorDiedError(
@@ -225,9 +221,3 @@ class ActorManager:
             restarts=actor.restarts, max_restarts=o.max_restarts, death_cause=actor.death_cause,
             is_async=o.is_async, methods=o.methods)
         self.raylet.gcs.write(ACTORS, o.actor_id, info.model_dump_json().encode())
-
-    def summary(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for actor in self.actors.values():
-            counts[actor.state.value] = counts.get(actor.state.value, 0) + 1
-        return counts
