@@ -123,101 +123,76 @@ class Adapter:
         return {}
 
 
-class ZrayAdapter(Adapter):
+class RayApiAdapter(Adapter):
+    """zray and Ray share one API: the adapter differs only in the module and init."""
+
+    api: Any
+
+    def _bind(self, api: Any) -> None:
+        self.api = api
+        self.noop = api.remote(bench_tasks.noop)
+        self.inc = api.remote(bench_tasks.inc)
+        self.total = api.remote(bench_tasks.total)
+        self.actor_cls = api.remote(bench_tasks.Noop)
+
+    def shutdown(self) -> None:
+        self.api.shutdown()
+
+    def submit_noop(self) -> Any:
+        return self.noop.remote()
+
+    def submit_inc(self, x: Any) -> Any:
+        return self.inc.remote(x)
+
+    def submit_total(self, ref: Any) -> Any:
+        return self.total.remote(ref)
+
+    def get_one(self, handle: Any) -> Any:
+        return self.api.get(handle)
+
+    def gather(self, handles: list[Any]) -> list[Any]:
+        return self.api.get(handles)
+
+    def put(self, value: Any) -> Any:
+        return self.api.put(value)
+
+    def start_actor(self) -> Any:
+        return self.actor_cls.remote()
+
+    def submit_actor_noop(self, actor: Any) -> Any:
+        return actor.noop.remote()
+
+    def stop_actor(self, actor: Any) -> None:
+        self.api.kill(actor)
+
+
+class ZrayAdapter(RayApiAdapter):
     name = "zray"
     put_api = "zray.put / zray.get"
 
     def prepare(self) -> None:
         import zray
 
-        self.z = zray
-        self.noop = zray.remote(bench_tasks.noop)
-        self.inc = zray.remote(bench_tasks.inc)
-        self.total = zray.remote(bench_tasks.total)
-        self.actor_cls = zray.remote(bench_tasks.Noop)
+        self._bind(zray)
 
     def start(self) -> None:
-        self.z.init(num_cpus=NCPUS)
-
-    def shutdown(self) -> None:
-        self.z.shutdown()
-
-    def submit_noop(self) -> Any:
-        return self.noop.remote()
-
-    def submit_inc(self, x: Any) -> Any:
-        return self.inc.remote(x)
-
-    def submit_total(self, ref: Any) -> Any:
-        return self.total.remote(ref)
-
-    def get_one(self, handle: Any) -> Any:
-        return self.z.get(handle)
-
-    def gather(self, handles: list[Any]) -> list[Any]:
-        return self.z.get(handles)
-
-    def put(self, value: Any) -> Any:
-        return self.z.put(value)
-
-    def start_actor(self) -> Any:
-        return self.actor_cls.remote()
-
-    def submit_actor_noop(self, actor: Any) -> Any:
-        return actor.noop.remote()
-
-    def stop_actor(self, actor: Any) -> None:
-        self.z.kill(actor)
+        self.api.init(num_cpus=NCPUS)
 
     def info(self) -> dict[str, Any]:
-        return {"zray_file": self.z.__file__}
+        return {"zray_file": self.api.__file__}
 
 
-class RayAdapter(Adapter):
+class RayAdapter(RayApiAdapter):
     name = "ray"
     put_api = "ray.put / ray.get"
 
     def prepare(self) -> None:
         import ray
 
-        self.ray = ray
-        self.noop = ray.remote(bench_tasks.noop)
-        self.inc = ray.remote(bench_tasks.inc)
-        self.total = ray.remote(bench_tasks.total)
-        self.actor_cls = ray.remote(bench_tasks.Noop)
+        self._bind(ray)
 
     def start(self) -> None:
-        self.ray.init(num_cpus=NCPUS, include_dashboard=False)
-
-    def shutdown(self) -> None:
-        self.ray.shutdown()
-
-    def submit_noop(self) -> Any:
-        return self.noop.remote()
-
-    def submit_inc(self, x: Any) -> Any:
-        return self.inc.remote(x)
-
-    def submit_total(self, ref: Any) -> Any:
-        return self.total.remote(ref)
-
-    def get_one(self, handle: Any) -> Any:
-        return self.ray.get(handle)
-
-    def gather(self, handles: list[Any]) -> list[Any]:
-        return self.ray.get(handles)
-
-    def put(self, value: Any) -> Any:
-        return self.ray.put(value)
-
-    def start_actor(self) -> Any:
-        return self.actor_cls.remote()
-
-    def submit_actor_noop(self, actor: Any) -> Any:
-        return actor.noop.remote()
-
-    def stop_actor(self, actor: Any) -> None:
-        self.ray.kill(actor)
+        self.api.init(num_cpus=NCPUS, include_dashboard=False)
 
 
 class DaskAdapter(Adapter):
