@@ -48,22 +48,33 @@ def registered_schedulers(gcs_address: str) -> dict[str, dict[str, object]]:
         client.close()
 
 
+def start_registered_sched(folder: str, gcs_address: str, name: str
+                           ) -> tuple[str, subprocess.Popen[bytes], str]:
+    """A global scheduler process, once it has registered in the GCS: (address, process, log)."""
+    address = f"ipc://{folder}/{name}"
+    log_path = os.path.join(folder, f"{name}.log")
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "zray.services.global_sched", "start", "--gcs-address",
+             gcs_address, "--address", address],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        poll_for(lambda: any(v.get("address") == address
+                             for v in registered_schedulers(gcs_address).values()),
+                 30, what="the scheduler to register in the GCS",
+                 on_timeout=lambda: service_log_tail(log_path))
+    except BaseException:
+        stop_popen(proc)
+        raise
+    return address, proc, log_path
+
+
 @pytest.fixture(scope="module")
 def sched() -> Iterator[Sched]:
     folder = short_tmpdir()
     gcs = start_gcs(folder)
-    address = f"ipc://{folder}/sched"
-    log_path = os.path.join(folder, "sched.log")
-    with open(log_path, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "zray.services.global_sched", "start", "--gcs-address",
-             gcs.address, "--address", address],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    address, proc, log_path = start_registered_sched(folder, gcs.address, "sched")
     try:
-        poll_for(lambda: any(v.get("address") == address
-                             for v in registered_schedulers(gcs.address).values()),
-                 30, what="the scheduler to register in the GCS",
-                 on_timeout=lambda: service_log_tail(log_path))
         yield Sched(gcs, proc, address, log_path)
     finally:
         stop_popen(proc)
@@ -161,17 +172,8 @@ def test_bad_frames_do_not_stop_the_scheduler(sched: Sched, raylet: Raylet) -> N
 def test_stopped_scheduler_unregisters() -> None:
     folder = short_tmpdir()
     gcs = start_gcs(folder)
-    address = f"ipc://{folder}/sched2"
-    log_path = os.path.join(folder, "sched2.log")
-    with open(log_path, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "zray.services.global_sched", "start", "--gcs-address",
-             gcs.address, "--address", address],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    address, proc, log_path = start_registered_sched(folder, gcs.address, "sched2")
     try:
-        poll_for(lambda: any(v.get("address") == address
-                             for v in registered_schedulers(gcs.address).values()),
-                 30, what="the scheduler to register", on_timeout=lambda: service_log_tail(log_path))
         stop_popen(proc)
         assert proc.returncode == 0, service_log_tail(log_path)
         # Raylets discover schedulers from these entries: a stopped one must not stay listed.

@@ -99,10 +99,11 @@ class WorkerSide:
         results, bufs, owners = self.finished, self.finished_bufs, self.finished_owners
         self.finished, self.finished_bufs, self.finished_owners = [], [], []
         self._nothing_buffered()
+        # Only to owners whose socket is connected and not full: those sends succeed.
+        reachable = {o: bool(self._owner_socket(o).poll(0, zmq.POLLOUT)) for o in set(owners) if o}
         by_owner: dict[str, list[FinishedTask]] = {}
         for result, owner in zip(results, owners, strict=True):
-            # Only to owners whose socket is connected and not full: those sends succeed.
-            if owner and self._owner_socket(owner).poll(0, zmq.POLLOUT):
+            if reachable.get(owner):
                 by_owner.setdefault(owner, []).append(result)
         delivered = {r.task_id for owned in by_owner.values() for r in owned}
         if delivered:
