@@ -18,6 +18,7 @@ from zray.common.errors import ConnectionFailedError, RequestError
 from zray.common.messages.base import ErrorReply
 from zray.common.messages.gcs import GCS_REPLIES, GcsPing, GcsPong
 from zray.services.gcs.client import GcsClient
+from zray.services.gcs.publication import HEARTBEAT_TOPIC, decode_heartbeat, decode_publication, topic
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -95,29 +96,59 @@ def test_changes_are_published(gcs: ServiceProc, gcs_client: GcsClient) -> None:
     ctx = zmq.Context.instance()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
-    sub.setsockopt(zmq.SUBSCRIBE, b"kv")
+    sub.setsockopt(zmq.SUBSCRIBE, topic("kv"))
     sub.connect(gcs.address + ".pub")
     key = unique("pub")
     try:
-        received: list[list[bytes]] = []
+        received: list[tuple[str, int, str, bytes | None]] = []
 
         def got_it() -> bool:
             # PUB/SUB joins asynchronously: keep writing until a publication arrives.
             gcs_client.put("kv", key, b"v1")
             while sub.poll(50):
-                received.append(sub.recv_multipart())
-            return any(frames[2] == key.encode() for frames in received)
+                pub = decode_publication(sub.recv_multipart())
+                assert pub is not None
+                received.append(pub)
+            return any(k == key for _, _, k, _ in received)
 
         poll_for(got_it, 20, interval=0.05, what="a publication of the write")
-        table, seq, k, op, value = next(f for f in received if f[2] == key.encode())
-        assert (table, k, op, value) == (b"kv", key.encode(), b"put", b"v1")
-        assert int.from_bytes(seq, "big") <= gcs_client.ping().seq
+        table, seq, _, value = next(p for p in received if p[2] == key)
+        assert (table, value) == ("kv", b"v1")
+        assert seq <= gcs_client.scan_shard(0, "kv", limit=1)[1]
         gcs_client.delete("kv", key)
-        deleted = recv_within(sub, 10, "the delete")
-        while deleted[3] != b"del":
-            deleted = recv_within(sub, 10, "the delete")
-        assert deleted[2] == key.encode()
-        assert int.from_bytes(deleted[1], "big") > int.from_bytes(seq, "big")
+        while True:
+            deleted = decode_publication(recv_within(sub, 10, "the delete"))
+            assert deleted is not None
+            if deleted[3] is None:
+                break
+        assert deleted[2] == key
+        assert deleted[1] > seq
+    finally:
+        sub.close(0)
+
+
+def test_table_topics_do_not_overlap(gcs: ServiceProc, gcs_client: GcsClient) -> None:
+    """A subscriber of one table never sees another's changes, even with a shared name prefix."""
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, topic("kv"))  # "kv" prefixes "kv..." names, not "user_kv"
+    sub.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC)
+    sub.connect(gcs.address + ".pub")
+    try:
+        frames = recv_within(sub, 10, "a heartbeat")
+        while frames[0] != HEARTBEAT_TOPIC:
+            frames = recv_within(sub, 10, "a heartbeat")
+        incarnation, seqs = decode_heartbeat(frames)
+        assert incarnation == gcs_client.ping().incarnation
+        assert set(seqs) >= {"kv", "user_kv", "nodes"}
+        gcs_client.put("user_kv", unique("other"), b"x")
+        gcs_client.put("kv", unique("mine"), b"y")
+        seen = []
+        while len(seen) < 1:
+            pub = decode_publication(recv_within(sub, 10, "the kv change"))
+            if pub is not None:
+                seen.append(pub[0])
+        assert seen == ["kv"]
     finally:
         sub.close(0)
 

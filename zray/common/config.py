@@ -49,10 +49,16 @@ def _parse_env(raw: str, annotation: Any) -> Any:
 class GcsSettings(Settings):
     address: str = "tcp://127.0.0.1:6379"
     pub_address: str = ""
+    # How other hosts reach this shard when it binds a wildcard address.
+    advertise_address: str = ""
     data_dir: str = ""
     shard_index: int = 0
     num_shards: int = 1
-    max_batch: int = 5000
+    # Shard 0's address: where shards > 0 register themselves.
+    head_address: str = ""
+    fsync: bool = False
+    max_value_bytes: int = 64 * 1024 * 1024
+    heartbeat_interval: float = 0.5
 
 
 class SchedSettings(Settings):

@@ -58,9 +58,10 @@ class ForkedProcess:
         self.send_signal(signal.SIGKILL)
 
 
-def fork_child(target: Callable[[], None], log_path: str, env: dict[str, str] | None = None,
+def fork_child(target: Callable[[], None], log_path: str | None, env: dict[str, str] | None = None,
                die_signal: int = signal.SIGTERM) -> ForkedProcess:
-    """Run `target()` in a forked child whose output goes to `log_path`."""
+    """Run `target()` in a forked child whose output goes to `log_path`
+    (None: the parent's stdout and stderr)."""
     sys.stdout.flush()
     sys.stderr.flush()
     parent = os.getpid()
@@ -72,10 +73,11 @@ def fork_child(target: Callable[[], None], log_path: str, env: dict[str, str] | 
         from zray.common.lifetime import die_with_parent
 
         die_with_parent(parent, die_signal)
-        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
+        if log_path is not None:
+            fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            os.close(fd)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)

@@ -95,6 +95,22 @@ class Reader:
                                   ErrorReply(req_id=req_id, error=f"{type(exc).__name__}: {exc}"))
 
 
+class RawReader(Reader):
+    """A socket whose messages are not envelopes (e.g. PUB/SUB publications)."""
+
+    def __init__(self, service: Service, sock: zmq.Socket[Any],
+                 handler: Callable[[list[bytes]], None]) -> None:
+        super().__init__(service, sock, wire.Protocol("raw", []), {}, routed=False)
+        self.raw_handler = handler
+
+    def handle(self, frames: list[bytes]) -> None:
+        try:
+            self.raw_handler(frames)
+        except Exception:
+            self.bad_messages += 1
+            log.exception("%s: handling a raw message failed", self.service.name)
+
+
 class Service:
     """Base of every zray service process."""
 
@@ -124,6 +140,12 @@ class Service:
     def add_reader(self, sock: zmq.Socket[Any], protocol: wire.Protocol,
                    handlers: dict[type[Message], Handler], routed: bool) -> None:
         reader = self._readers[sock] = Reader(self, sock, protocol, handlers, routed)
+        if self.status is Status.running:
+            self.loop.add_reader(_fd(sock), reader.drain)
+            self.loop.call_soon(reader.drain)
+
+    def add_raw_reader(self, sock: zmq.Socket[Any], handler: Callable[[list[bytes]], None]) -> None:
+        reader = self._readers[sock] = RawReader(self, sock, handler)
         if self.status is Status.running:
             self.loop.add_reader(_fd(sock), reader.drain)
             self.loop.call_soon(reader.drain)

@@ -53,9 +53,13 @@ class GcsScan(Message):
 
 
 class GcsScanReply(Message):
+    """`seq`: the table's sequence number on this shard when the scan was taken,
+    so a subscriber can tell which publications the snapshot already holds."""
+
     kind: Literal["GcsScanReply"] = "GcsScanReply"
     req_id: int
     keys: list[str]
+    seq: int = 0
 
 
 class GcsIncrement(Message):
@@ -102,11 +106,49 @@ class GcsPong(Message):
     shard_index: int
     num_shards: int
     seq: int
+    incarnation: str = ""
+
+
+class ShardAddress(Record):
+    index: int
+    address: str
+    pub_address: str
+
+
+class GcsShardMap(Message):
+    """Ask shard 0 where every shard serves."""
+
+    kind: Literal["GcsShardMap"] = "GcsShardMap"
+    req_id: int
+
+
+class GcsShardMapReply(Message):
+    """`shards` holds the shards registered so far; the map is complete when
+    it has `num_shards` entries."""
+
+    kind: Literal["GcsShardMapReply"] = "GcsShardMapReply"
+    req_id: int
+    num_shards: int
+    shards: list[ShardAddress]
+
+
+class GcsRegisterShard(Message):
+    """Shard i (> 0) tells shard 0 its addresses."""
+
+    kind: Literal["GcsRegisterShard"] = "GcsRegisterShard"
+    req_id: int
+    shard: ShardAddress
+    num_shards: int
+
+
+class GcsRegisterShardReply(Message):
+    kind: Literal["GcsRegisterShardReply"] = "GcsRegisterShardReply"
+    req_id: int
 
 
 GCS_REQUESTS: list[type[Message]] = [GcsWrite, GcsRead, GcsScan, GcsIncrement, GcsPutIfAbsent,
-                                     GcsPing]
+                                     GcsPing, GcsShardMap, GcsRegisterShard]
 GCS_REPLIES: list[type[Message]] = [
     GcsWriteReply, GcsReadReply, GcsScanReply, GcsIncrementReply, GcsPutIfAbsentReply, GcsPong,
-    ErrorReply,
+    GcsShardMapReply, GcsRegisterShardReply, ErrorReply,
 ]

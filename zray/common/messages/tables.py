@@ -12,7 +12,8 @@ JOBS = "jobs"
 ACTORS = "actors"
 KV = "kv"
 COUNTERS = "counters"
-TABLES = (NODES, TASKS, OBJECTS, FUNCTIONS, JOBS, ACTORS, KV, COUNTERS)
+USER_KV = "user_kv"  # zray.kv: keys are the hex of the user's key bytes
+TABLES = (NODES, TASKS, OBJECTS, FUNCTIONS, JOBS, ACTORS, KV, COUNTERS, USER_KV)
 
 
 class NodeInfo(Record):

@@ -1,4 +1,4 @@
-"""`zray gcs ...`: run or check a GCS shard in the foreground."""
+"""`zray gcs ...`: run or check GCS shards in the foreground."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-app = typer.Typer(help="GCS shard: LMDB-backed control state.", no_args_is_help=True)
-
+app = typer.Typer(help="GCS shards: LMDB-backed control state.", no_args_is_help=True)
 
 
 @app.callback()
@@ -18,22 +17,38 @@ def _group() -> None:
 
 @app.command()
 def start(
-    port: Annotated[int, typer.Option(envvar="ZRAY_GCS_PORT", help="TCP port of the request socket; the PUB socket uses port + 1.")] = 6379,
+    port: Annotated[int, typer.Option(envvar="ZRAY_GCS_PORT", help="TCP port of shard 0's request socket; its PUB socket uses port + 1, shard i ports + 2i.")] = 6379,
     host: Annotated[str, typer.Option(envvar="ZRAY_GCS_HOST", help="Interface to bind.")] = "127.0.0.1",
     address: Annotated[Optional[str], typer.Option(envvar="ZRAY_GCS_ADDRESS", help="Full bind address (tcp:// or ipc://); overrides --host/--port.")] = None,
+    advertise_host: Annotated[Optional[str], typer.Option(envvar="ZRAY_GCS_ADVERTISE_HOST", help="Host name others reach this shard by (default: the bound host).")] = None,
     data_dir: Annotated[str, typer.Option(envvar="ZRAY_GCS_DATA_DIR", help="Folder of the LMDB files (kept across restarts).")] = "",
-    shard_index: Annotated[int, typer.Option(envvar="ZRAY_GCS_SHARD_INDEX", help="Index of this shard.")] = 0,
+    shards: Annotated[int, typer.Option(envvar="ZRAY_GCS_SHARDS", min=1, help="Number of shards in the GCS.")] = 1,
+    shard_index: Annotated[Optional[int], typer.Option(envvar="ZRAY_GCS_SHARD_INDEX", help="Run only this shard (others run elsewhere); default: run all --shards here, each its own process.")] = None,
+    head_address: Annotated[Optional[str], typer.Option(envvar="ZRAY_GCS_HEAD_ADDRESS", help="Shard 0's address, where a shard > 0 registers (host:port).")] = None,
+    fsync: Annotated[bool, typer.Option("--fsync", envvar="ZRAY_GCS_FSYNC", help="Flush every group commit to disk (survives power loss, not just a killed process).")] = False,
     log_level: Annotated[str, typer.Option(envvar="ZRAY_LOG_LEVEL")] = "INFO",
 ) -> None:
-    """Run one GCS shard in the foreground until SIGTERM."""
-    from zray.common.config import GcsSettings
-    from zray.common.logs import configure_logging
-    from zray.services.gcs.server import GcsShard
+    """Run GCS shards in the foreground until SIGTERM."""
+    from zray.common.sockets import normalize
+    from zray.services.gcs.group import run_group, run_shard
+    from zray.services.gcs.sharding import shard_address
 
-    settings = GcsSettings.load(address=address or f"tcp://{host}:{port}", data_dir=data_dir,
-                                shard_index=shard_index, log_level=log_level)
-    configure_logging(f"gcs[{shard_index}]", settings.log_level)
-    GcsShard(settings).run()
+    base = normalize(address) if address else f"tcp://{host}:{port}"
+    advertise = None
+    if advertise_host:
+        advertise = f"tcp://{advertise_host}:{base.rsplit(':', 1)[1]}"
+    if shard_index is not None:
+        if not 0 <= shard_index < shards:
+            raise typer.BadParameter(f"{shard_index} is outside 0..{shards - 1}", param_hint="--shard-index")
+        if shard_index > 0 and not head_address:
+            raise typer.BadParameter("a shard other than 0 needs --head-address (shard 0's host:port)",
+                                     param_hint="--head-address")
+        run_shard(base, shard_index, shards, data_dir, normalize(head_address) if head_address else "",
+                  advertise, fsync, log_level)
+        return
+    if advertise is not None and shards > 1:
+        advertise = shard_address(advertise, 0)
+    run_group(base, shards, data_dir, advertise, fsync, log_level)
 
 
 @app.command()
@@ -41,16 +56,18 @@ def check(
     address: Annotated[str, typer.Argument(help="GCS address, host:port or ipc://path.")],
     timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer.")] = 2.0,
 ) -> None:
-    """Exit 0 if the GCS shard answers a ping, 1 otherwise."""
+    """Exit 0 if shard 0 and every shard of its map answer a ping, 1 otherwise."""
     from zray.common.errors import ZrayError
     from zray.services.gcs.client import GcsClient
 
     client = GcsClient(address, timeout=timeout)
     try:
-        pong = client.ping()
+        pongs = [client.ping()]
+        pongs += [client.ping(shard=i) for i in range(1, client.num_shards)]
     except ZrayError as exc:
         typer.echo(f"unhealthy: {exc}", err=True)
         sys.exit(1)
     finally:
         client.close()
-    typer.echo(f"ok: shard {pong.shard_index}/{pong.num_shards}, seq {pong.seq}")
+    for pong in pongs:
+        typer.echo(f"ok: shard {pong.shard_index}/{pong.num_shards}, seq {pong.seq}")

@@ -2,6 +2,14 @@
 
 Writes are group-committed: every write request drained in one loop turn is
 applied in one LMDB transaction, then all are answered and published.
+
+Publications are framed in publication.py. A periodic heartbeat carries the
+shard's incarnation and every table's sequence, so a subscriber that missed
+the last change of a quiet table, or a whole shard restart, notices within
+one heartbeat.
+
+Shard 0 is the entry point: it serves the shard map; shards > 0 register
+their addresses with it until it acknowledges.
 """
 
 from __future__ import annotations
@@ -9,13 +17,14 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import uuid
 from typing import Any
 
 import zmq
 
 from zray.common import wire
 from zray.common.config import GcsSettings
-from zray.common.messages.base import Message
+from zray.common.messages.base import ErrorReply, Message
 from zray.common.messages.gcs import (
     GCS_REQUESTS,
     GcsIncrement,
@@ -26,19 +35,26 @@ from zray.common.messages.gcs import (
     GcsPutIfAbsentReply,
     GcsRead,
     GcsReadReply,
+    GcsRegisterShard,
+    GcsRegisterShardReply,
     GcsScan,
     GcsScanReply,
+    GcsShardMap,
+    GcsShardMapReply,
     GcsWrite,
     GcsWriteReply,
+    ShardAddress,
 )
 from zray.common.service import Service
 from zray.common.sockets import bind
+from zray.services.gcs.publication import encode_change, encode_heartbeat
 from zray.services.gcs.storage import Change, ShardStorage
 
 log = logging.getLogger(__name__)
 
-_OP_PUT = b"put"
-_OP_DEL = b"del"
+_SHARD_META = b"shard:"
+_REGISTER_INTERVAL = 1.0
+_REPLIES = wire.Protocol("gcs-register", [GcsRegisterShardReply, ErrorReply])
 
 
 class GcsShard(Service):
@@ -48,15 +64,25 @@ class GcsShard(Service):
         super().__init__()
         self.settings = settings
         self.name = f"gcs[{settings.shard_index}]"
+        if not 0 <= settings.shard_index < settings.num_shards:
+            raise ValueError(f"shard index {settings.shard_index} is outside 0..{settings.num_shards - 1}")
+        if settings.shard_index > 0 and not settings.head_address:
+            raise ValueError(f"shard {settings.shard_index} needs the address of shard 0 to register with")
         data_dir = settings.data_dir or tempfile.mkdtemp(prefix="zray-gcs-")
-        self.storage = ShardStorage(os.path.join(data_dir, f"shard-{settings.shard_index}"))
+        self.storage = ShardStorage(os.path.join(data_dir, f"shard-{settings.shard_index}"),
+                                    fsync=settings.fsync)
+        # A new value per process start: subscribers resync when it changes.
+        self.incarnation = uuid.uuid4().hex
         self._pending: list[tuple[list[bytes], GcsWrite, list[Any]]] = []
         self._commit_scheduled = False
         self.address = ""
         self.pub_address = ""
+        self.shards: dict[int, ShardAddress] = {}
+        self._registered = False
 
     def setup(self) -> None:
         self.router = self.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.MAXMSGSIZE, 4 * self.settings.max_value_bytes)
         self.pub = self.socket(zmq.PUB)
         self.address = bind(self.router, self.settings.address)
         self.pub_address = bind(self.pub, self.settings.pub_address or _pub_default(self.address))
@@ -67,19 +93,93 @@ class GcsShard(Service):
             GcsIncrement: self.on_increment,
             GcsPutIfAbsent: self.on_put_if_absent,
             GcsPing: self.on_ping,
+            GcsShardMap: self.on_shard_map,
+            GcsRegisterShard: self.on_register_shard,
         }, routed=True)
+        me = self.me()
+        if self.settings.shard_index == 0:
+            for _, raw in self.storage.meta_scan(_SHARD_META):
+                shard = ShardAddress.model_validate_json(raw)
+                if shard.index < self.settings.num_shards:
+                    self.shards[shard.index] = shard
+            self.shards[0] = me
+        else:
+            self.head = self.socket(zmq.DEALER)
+            self.head.connect(self.settings.head_address)
+            self.add_reader(self.head, _REPLIES, {GcsRegisterShardReply: self.on_registered,
+                                                  ErrorReply: self.on_register_refused},
+                            routed=False)
+            self.loop.call_soon(self.register)
+            self.every(_REGISTER_INTERVAL, self.register)
         self.every(1.0, self.storage.flush)
-        log.info("%s: serving on %s, publishing on %s, data in %s, seq %d", self.name,
-                 self.address, self.pub_address, self.storage.env.path(), self.storage.seq)
+        self.every(self.settings.heartbeat_interval, self.heartbeat)
+        log.info("%s: serving on %s (advertised %s), publishing on %s, data in %s, seq %d",
+                 self.name, self.address, me.address, me.pub_address, self.storage.env.path(),
+                 self.storage.seq)
+
+    def me(self) -> ShardAddress:
+        address = self.settings.advertise_address or self.address
+        return ShardAddress(index=self.settings.shard_index, address=address,
+                            pub_address=_advertised_pub(address, self.pub_address))
+
+    # shard map -----------------------------------------------------------
+    def register(self) -> None:
+        if self._registered:
+            return
+        msg = GcsRegisterShard(req_id=1, shard=self.me(), num_shards=self.settings.num_shards)
+        self.send(self.head, [], msg)
+
+    def on_registered(self, routing: list[bytes], msg: Message, buffers: list[Any]) -> None:
+        if not self._registered:
+            log.info("%s: registered with shard 0 at %s", self.name, self.settings.head_address)
+        self._registered = True
+
+    def on_register_refused(self, routing: list[bytes], msg: Message, buffers: list[Any]) -> None:
+        assert isinstance(msg, ErrorReply)
+        log.error("%s: shard 0 refused the registration: %s", self.name, msg.error)
+
+    def on_register_shard(self, routing: list[bytes], msg: Message, buffers: list[Any]) -> None:
+        assert isinstance(msg, GcsRegisterShard)
+        if self.settings.shard_index != 0:
+            raise ValueError(f"shard {self.settings.shard_index} is not shard 0; register with shard 0")
+        if msg.num_shards != self.settings.num_shards:
+            raise ValueError(f"shard {msg.shard.index} believes in {msg.num_shards} shards, "
+                             f"shard 0 in {self.settings.num_shards}; start all with the same --shards")
+        if not 0 < msg.shard.index < self.settings.num_shards:
+            raise ValueError(f"shard index {msg.shard.index} is outside 1..{self.settings.num_shards - 1}")
+        if self.shards.get(msg.shard.index) != msg.shard:
+            self.storage.meta_put(_SHARD_META + str(msg.shard.index).encode(),
+                                  msg.shard.model_dump_json().encode())
+            self.shards[msg.shard.index] = msg.shard
+            log.info("%s: shard %d serves on %s", self.name, msg.shard.index, msg.shard.address)
+        self.reply(routing, GcsRegisterShardReply(req_id=msg.req_id))
+
+    def on_shard_map(self, routing: list[bytes], msg: Message, buffers: list[Any]) -> None:
+        assert isinstance(msg, GcsShardMap)
+        if self.settings.shard_index != 0:
+            raise ValueError(f"shard {self.settings.shard_index} does not serve the shard map; ask shard 0")
+        self.reply(routing, GcsShardMapReply(req_id=msg.req_id, num_shards=self.settings.num_shards,
+                                             shards=[self.shards[i] for i in sorted(self.shards)]))
+
+    def heartbeat(self) -> None:
+        frames = encode_heartbeat(self.incarnation, self.storage.table_seqs, self.storage.seq)
+        try:
+            self.pub.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.Again:
+            pass
 
     def reply(self, routing: list[bytes], msg: Message, buffers: list[Any] | tuple[Any, ...] = ()) -> None:
         self.send(self.router, routing, msg, buffers)
 
     def on_write(self, routing: list[bytes], msg: Message, buffers: list[Any]) -> None:
         assert isinstance(msg, GcsWrite)
+        limit = self.settings.max_value_bytes
         for op in msg.ops:
             if not op.delete and not 0 <= op.buf < len(buffers):
                 raise ValueError(f"write of {op.table}/{op.key} names missing frame {op.buf}")
+            if not op.delete and len(buffers[op.buf]) > limit:
+                raise ValueError(f"value of {op.table}/{op.key} has {len(buffers[op.buf])} bytes; "
+                                 f"the GCS stores values up to {limit} bytes")
             self.storage.db(op.table)  # unknown tables fail this request only
         self._pending.append((routing, msg, buffers))
         if not self._commit_scheduled:
@@ -100,8 +200,7 @@ class GcsShard(Service):
     def _publish(self, changes: list[Change]) -> None:
         pub = self.pub
         for ch in changes:
-            frames = [ch.table.encode(), ch.seq.to_bytes(8, "big"), ch.key,
-                      _OP_DEL if ch.value is None else _OP_PUT, ch.value or b""]
+            frames = encode_change(ch.table, ch.table_seq, ch.seq, ch.key, ch.value)
             try:
                 pub.send_multipart(frames, zmq.NOBLOCK)
             except zmq.Again:
@@ -117,7 +216,8 @@ class GcsShard(Service):
     def on_scan(self, routing: list[bytes], msg: Message, buffers: list[Any]) -> None:
         assert isinstance(msg, GcsScan)
         rows = self.storage.scan(msg.table, msg.prefix.encode(), msg.limit)
-        self.reply(routing, GcsScanReply(req_id=msg.req_id, keys=[k.decode() for k, _ in rows]),
+        self.reply(routing, GcsScanReply(req_id=msg.req_id, keys=[k.decode() for k, _ in rows],
+                                         seq=self.storage.table_seqs[msg.table]),
                    [v for _, v in rows])
 
     def on_increment(self, routing: list[bytes], msg: Message, buffers: list[Any]) -> None:
@@ -129,6 +229,9 @@ class GcsShard(Service):
         assert isinstance(msg, GcsPutIfAbsent)
         if len(buffers) != 1:
             raise ValueError(f"put-if-absent of {msg.table}/{msg.key} needs 1 frame, got {len(buffers)}")
+        if len(buffers[0]) > self.settings.max_value_bytes:
+            raise ValueError(f"value of {msg.table}/{msg.key} has {len(buffers[0])} bytes; the GCS "
+                             f"stores values up to {self.settings.max_value_bytes} bytes")
         if self._pending:  # keep the order of writes already accepted
             self._commit()
         expected = None if msg.expected is None else msg.expected.encode()
@@ -141,12 +244,21 @@ class GcsShard(Service):
     def on_ping(self, routing: list[bytes], msg: Message, buffers: list[Any]) -> None:
         assert isinstance(msg, GcsPing)
         self.reply(routing, GcsPong(req_id=msg.req_id, shard_index=self.settings.shard_index,
-                                    num_shards=self.settings.num_shards, seq=self.storage.seq))
+                                    num_shards=self.settings.num_shards, seq=self.storage.seq,
+                                    incarnation=self.incarnation))
 
     def on_close(self) -> None:
         if self._pending:
             self._commit()
         self.storage.close()
+
+
+def _advertised_pub(address: str, bound_pub: str) -> str:
+    """The PUB address others use: the bound one, on the advertised host."""
+    if bound_pub.startswith("ipc://") or not address.startswith("tcp://"):
+        return bound_pub
+    host = address.rsplit(":", 1)[0]
+    return f"{host}:{bound_pub.rsplit(':', 1)[1]}"
 
 
 def _pub_default(address: str) -> str:

@@ -1,7 +1,9 @@
 """LMDB tables of one shard: one named database per table, batched writes.
 
-The shard's publication sequence number is stored in the same transaction as
-the writes it numbers, so a restarted shard resumes its sequence.
+Every change gets two numbers, stored in the same transaction as the writes
+they number, so a restarted shard resumes both: the shard's sequence (all
+tables) and its table's sequence. Subscribers follow single tables, so they
+detect gaps with the table sequence.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from zray.common.messages.tables import TABLES
 
 _META = b"__meta__"
 _SEQ_KEY = b"seq"
+_TABLE_SEQ_PREFIX = b"seq:"
 _U64 = struct.Struct(">Q")
+MAX_TABLES = 64
 
 
 @dataclass(frozen=True)
@@ -25,21 +29,40 @@ class Change:
     table: str
     key: bytes
     value: bytes | None  # None: deleted
-    seq: int
+    seq: int  # shard sequence
+    table_seq: int
 
 
 class ShardStorage:
-    def __init__(self, path: str, map_size: int = 1 << 36) -> None:
+    def __init__(self, path: str, map_size: int = 1 << 36, fsync: bool = False) -> None:
         os.makedirs(path, mode=0o700, exist_ok=True)
         # sync=False: a commit reaches the page cache, which outlives a killed
-        # process; flush() forces it to disk periodically.
-        self.env = lmdb.open(path, map_size=map_size, max_dbs=len(TABLES) + 2,
-                             sync=False, metasync=False, readahead=False)
+        # process; flush() forces it to disk periodically. fsync=True makes
+        # every (group) commit durable against power loss too.
+        self.env = lmdb.open(path, map_size=map_size, max_dbs=MAX_TABLES,
+                             sync=fsync, metasync=fsync, readahead=False)
         self._dbs = {name: self.env.open_db(name.encode()) for name in TABLES}
         self._meta = self.env.open_db(_META)
+        self.table_seqs = dict.fromkeys(TABLES, 0)
         with self.env.begin(db=self._meta) as txn:
             raw = txn.get(_SEQ_KEY)
+            for table in TABLES:
+                value = txn.get(_TABLE_SEQ_PREFIX + table.encode())
+                if value:
+                    self.table_seqs[table] = _U64.unpack(value)[0]
         self.seq = _U64.unpack(raw)[0] if raw else 0
+
+    def _next(self, table: str, touched: set[str]) -> tuple[int, int]:
+        self.seq += 1
+        self.table_seqs[table] += 1
+        touched.add(table)
+        return self.seq, self.table_seqs[table]
+
+    def _store_seqs(self, txn: lmdb.Transaction, touched: set[str]) -> None:
+        txn.put(_SEQ_KEY, _U64.pack(self.seq), db=self._meta)
+        for table in touched:
+            txn.put(_TABLE_SEQ_PREFIX + table.encode(), _U64.pack(self.table_seqs[table]),
+                    db=self._meta)
 
     def db(self, table: str) -> lmdb._Database:
         try:
@@ -50,19 +73,23 @@ class ShardStorage:
     def write(self, ops: Iterable[tuple[str, bytes, bytes | None]]) -> list[Change]:
         """Apply (table, key, value-or-None) ops in one transaction."""
         changes: list[Change] = []
-        seq = self.seq
-        with self.env.begin(write=True) as txn:
-            for table, key, value in ops:
-                db = self.db(table)
-                if value is None:
-                    if not txn.delete(key, db=db):
-                        continue
-                else:
-                    txn.put(key, value, db=db)
-                seq += 1
-                changes.append(Change(table, key, value, seq))
-            txn.put(_SEQ_KEY, _U64.pack(seq), db=self._meta)
-        self.seq = seq
+        touched: set[str] = set()
+        before = self.seq, dict(self.table_seqs)
+        try:
+            with self.env.begin(write=True) as txn:
+                for table, key, value in ops:
+                    db = self.db(table)
+                    if value is None:
+                        if not txn.delete(key, db=db):
+                            continue
+                    else:
+                        txn.put(key, value, db=db)
+                    seq, table_seq = self._next(table, touched)
+                    changes.append(Change(table, key, value, seq, table_seq))
+                self._store_seqs(txn, touched)
+        except BaseException:
+            self.seq, self.table_seqs = before  # the transaction was rolled back
+            raise
         return changes
 
     def increment(self, key: bytes) -> int:
@@ -78,18 +105,28 @@ class ShardStorage:
         """Store unless the key holds something other than `expected` (None: absent).
         (stored, existing value, the change to publish), in one transaction."""
         db = self.db(table)
-        with self.env.begin(write=True) as txn:
-            existing = txn.get(key, db=db)
-            if existing is not None and (expected is None or bytes(existing) != expected):
-                return False, bytes(existing), []
-            txn.put(key, value, db=db)
-            self.seq += 1
-            txn.put(_SEQ_KEY, _U64.pack(self.seq), db=self._meta)
-        return True, None, [Change(table, key, value, self.seq)]
+        touched: set[str] = set()
+        before = self.seq, dict(self.table_seqs)
+        try:
+            with self.env.begin(write=True) as txn:
+                existing = txn.get(key, db=db)
+                if existing is not None and (expected is None or bytes(existing) != expected):
+                    return False, bytes(existing), []
+                txn.put(key, value, db=db)
+                seq, table_seq = self._next(table, touched)
+                self._store_seqs(txn, touched)
+        except BaseException:
+            self.seq, self.table_seqs = before
+            raise
+        return True, None, [Change(table, key, value, seq, table_seq)]
 
     def read(self, table: str, keys: Iterable[bytes]) -> list[bytes | None]:
         with self.env.begin(db=self.db(table), buffers=False) as txn:
             return [txn.get(k) for k in keys]
+
+    def count(self, table: str) -> int:
+        with self.env.begin() as txn:
+            return int(txn.stat(self.db(table))["entries"])
 
     def scan(self, table: str, prefix: bytes = b"", limit: int = 0) -> list[tuple[bytes, bytes]]:
         out: list[tuple[bytes, bytes]] = []
@@ -104,6 +141,19 @@ class ShardStorage:
                 if limit and len(out) >= limit:
                     break
         return out
+
+    def meta_put(self, key: bytes, value: bytes) -> None:
+        """Shard bookkeeping (e.g. the shard map) outside the user-visible tables."""
+        with self.env.begin(write=True, db=self._meta) as txn:
+            txn.put(b"meta:" + key, value)
+
+    def meta_scan(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        full = b"meta:" + prefix
+        with self.env.begin(db=self._meta) as txn:
+            cur = txn.cursor()
+            if not cur.set_range(full):
+                return []
+            return [(bytes(k[5:]), bytes(v)) for k, v in cur if k.startswith(full)]
 
     def data_bytes(self) -> int:
         info = self.env.info()

@@ -688,7 +688,7 @@ class Raylet(Service):
         self.gcs.write(NODES, self.node_id, self.node_info(alive=False).model_dump_json().encode())
         self.gcs.flush()
         # Give the final node record a moment to leave; other sockets do not linger.
-        self.gcs.sock.setsockopt(zmq.LINGER, 500)
+        self.gcs.linger(0.5)
 
 
 def _error_text(returns: list[ObjectLoc], bufs: list[Any]) -> str:

@@ -1,0 +1,68 @@
+"""Running one GCS shard, or a group of shards on this host, in the foreground."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+
+from zray.common.config import GcsSettings
+from zray.common.logs import configure_logging
+from zray.services.gcs.sharding import shard_address
+
+
+def shard_settings(base: str, index: int, num_shards: int, data_dir: str, head_address: str,
+                   advertise: str | None, fsync: bool, log_level: str) -> GcsSettings:
+    return GcsSettings.load(env_prefix="ZRAY_GCS_", address=shard_address(base, index),
+                            data_dir=data_dir, shard_index=index, num_shards=num_shards,
+                            head_address=head_address if index else "",
+                            advertise_address=shard_address(advertise, index) if advertise else "",
+                            fsync=fsync, log_level=log_level)
+
+
+def run_shard(base: str, index: int, num_shards: int, data_dir: str, head_address: str,
+              advertise: str | None, fsync: bool, log_level: str) -> None:
+    from zray.services.gcs.server import GcsShard
+
+    settings = shard_settings(base, index, num_shards, data_dir, head_address, advertise, fsync,
+                              log_level)
+    configure_logging(f"gcs[{index}]", settings.log_level)
+    GcsShard(settings).run()
+
+
+def run_group(base: str, num_shards: int, data_dir: str, advertise: str | None, fsync: bool,
+              log_level: str) -> None:
+    """Shard 0 here, shards 1..N-1 in forked children (each its own process and
+    LMDB environment, so they use separate cores). A child that dies ends the
+    group with an error, for the supervisor to restart it."""
+    from zray.common.forking import ForkedProcess, fork_child
+    from zray.services.gcs.server import GcsShard
+
+    head = advertise or base
+    children: dict[int, ForkedProcess] = {}
+    for index in range(1, num_shards):
+        def child(index: int = index) -> None:
+            run_shard(base, index, num_shards, data_dir, head, advertise, fsync, log_level)
+
+        children[index] = fork_child(child, None)
+    settings = shard_settings(base, 0, num_shards, data_dir, "", advertise, fsync, log_level)
+    configure_logging("gcs[0]", settings.log_level)
+    shard = GcsShard(settings)
+
+    def watch() -> None:
+        for index, proc in children.items():
+            if proc.poll() is not None:
+                shard.close(f"shard {index} exited with code {proc.returncode}")
+                raise SystemExit(1)
+
+    shard.every(0.2, watch)
+    try:
+        shard.run()
+    finally:
+        for proc in children.values():
+            proc.send_signal(signal.SIGTERM)
+        for proc in children.values():
+            try:
+                proc.wait(10.0)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
