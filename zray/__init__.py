@@ -36,6 +36,7 @@ _EXPORTS = {
     "TaskError": "zray.common.errors",
     "WorkerCrashedError": "zray.common.errors",
     "exceptions": "zray.common.errors",
+    "kv": "zray.client.kv",
 }
 
 __all__ = [
@@ -43,8 +44,11 @@ __all__ = [
     "GetTimeoutError", "ObjectLostError", "ObjectRef", "ObjectStoreFullError",
     "TaskCancelledError", "TaskError", "WorkerCrashedError", "available_resources", "cancel",
     "cluster_resources", "exceptions", "get", "get_runtime_context", "init", "is_initialized",
-    "nodes", "put", "remote", "shutdown", "wait",
+    "kv", "nodes", "put", "remote", "shutdown", "wait",
 ]
+
+
+_MODULES = ("exceptions", "kv")
 
 
 def __getattr__(name: str) -> Any:
@@ -52,7 +56,7 @@ def __getattr__(name: str) -> Any:
     if module_name is None:
         raise AttributeError(f"module 'zray' has no attribute {name!r}")
     module = importlib.import_module(module_name)
-    value = module if name == "exceptions" else getattr(module, name)
+    value = module if name in _MODULES else getattr(module, name)
     globals()[name] = value
     return value
 
@@ -62,6 +66,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from zray.client import kv
     from zray.client.actor import get_actor, kill, method
     from zray.client.api import (
         available_resources,

@@ -12,11 +12,12 @@ import zmq
 
 from zray.common import wire
 from zray.common.messages.base import Message
-from zray.common.messages.gcs import GcsScan
 from zray.common.messages.sched import SCHED_REPLIES, NodeHeartbeat, PlaceTask, TaskPlaced
 from zray.common.messages.tables import KV
 
 if TYPE_CHECKING:
+    from zray.services.gcs.clone import RowChange
+    from zray.services.gcs.subscriber import ServiceSubscriber
     from zray.services.raylet.server import Raylet
     from zray.services.raylet.state import Task
 
@@ -46,29 +47,34 @@ class SchedulerLink:
         if isinstance(msg, TaskPlaced):
             self.on_placed(msg)
 
-    def discover(self) -> None:
-        """Follow the replicas registered in the GCS: connect new ones, drop gone ones."""
+    def follow(self, subscriber: ServiceSubscriber) -> None:
+        """Follow the replicas registered in the GCS kv table: connect new ones,
+        drop gone ones, as their entries appear and disappear."""
+        subscriber.follow(KV, self._on_kv_changes)
+
+    def _on_kv_changes(self, changes: list[RowChange]) -> None:
         raylet = self.raylet
-
-        def found(reply: Message, bufs: list[Any]) -> None:
-            keys = getattr(reply, "keys", [])
-            for key, value in zip(keys, bufs, strict=True):
-                address = json.loads(value)["address"]
-                sched_id = key[len(SCHEDULERS_PREFIX):]
-                if sched_id not in self.schedulers:
-                    sock = raylet.socket(zmq.DEALER)
-                    sock.connect(address)
-                    raylet.add_reader(sock, wire.Protocol("sched-replies", SCHED_REPLIES),
-                                      dict.fromkeys(SCHED_REPLIES, self._reply), routed=False)
-                    self.schedulers[sched_id] = sock
-                    log.info("%s: found global scheduler %s at %s", raylet.name, sched_id, address)
-                    for task in raylet.infeasible.values():
-                        self.spill(task)
-            for sched_id in set(self.schedulers) - {k[len(SCHEDULERS_PREFIX):] for k in keys}:
-                raylet.remove_socket(self.schedulers.pop(sched_id))
-
-        raylet.gcs.request(lambda r: GcsScan(req_id=r, table=KV, prefix=SCHEDULERS_PREFIX), (),
-                           found)
+        for change in changes:
+            if not change.key.startswith(SCHEDULERS_PREFIX):
+                continue
+            sched_id = change.key[len(SCHEDULERS_PREFIX):]
+            if change.new is None:
+                sock = self.schedulers.pop(sched_id, None)
+                if sock is not None:
+                    log.info("%s: global scheduler %s left", raylet.name, sched_id)
+                    raylet.remove_socket(sock)
+                continue
+            if sched_id in self.schedulers:
+                continue  # a refresh of a known replica
+            address = json.loads(change.new)["address"]
+            sock = raylet.socket(zmq.DEALER)
+            sock.connect(address)
+            raylet.add_reader(sock, wire.Protocol("sched-replies", SCHED_REPLIES),
+                              dict.fromkeys(SCHED_REPLIES, self._reply), routed=False)
+            self.schedulers[sched_id] = sock
+            log.info("%s: found global scheduler %s at %s", raylet.name, sched_id, address)
+            for task in raylet.infeasible.values():
+                self.spill(task)
 
     def heartbeat(self) -> None:
         if not self.schedulers:

@@ -59,6 +59,7 @@ from zray.services.raylet.actors import ActorManager
 from zray.services.raylet.object_store import SharedMemoryStore, check_shm, default_capacity
 from zray.services.raylet.object_table import ObjectTable
 from zray.services.raylet.resources import fits, node_resources
+from zray.services.gcs.subscriber import ServiceSubscriber
 from zray.services.raylet.sched_link import SchedulerLink
 from zray.services.raylet.state import Client, LocalObject, Task
 from zray.services.raylet.task_queue import ReadyQueue
@@ -141,9 +142,9 @@ class Raylet(Service):
         self.every(s.heartbeat_interval, self.sched.heartbeat)
         self.every(1.0, self.publish_node)
         self.every(1.0, self.check_drivers)
-        self.every(2.0, self.sched.discover)
+        self.subscriber = ServiceSubscriber(self, self.gcs)
+        self.sched.follow(self.subscriber)
         self.publish_node()
-        self.sched.discover()
         log.info("%s: serving on %s; resources %s; store %s (%.2f GiB)", self.name,
                  self.local_address, self.total, self.store_dir, self.store.capacity / 1024**3)
 
