@@ -9,6 +9,7 @@ cluster_record.py), which `zray.init("auto")`, `zray stop` and `zray status` rea
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -67,6 +68,7 @@ def start(
     resources: Annotated[str, typer.Option(help='Custom resources as JSON, e.g. \'{"disk": 2}\'.')] = "{}",
     object_store_memory: Annotated[Optional[int], typer.Option(help="Object store capacity in bytes (default: 30% of RAM).")] = None,
     node_name: Annotated[str, typer.Option(help="Name of this node in status (default: host name).")] = "",
+    gcs_shards: Annotated[int, typer.Option(min=1, help="GCS shards of a head, each its own process (shard i on port + 2i).")] = 1,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the services to be ready.")] = 30.0,
 ) -> None:
     """Start a cluster's head (--head) or add a node to one (--address), in the background."""
@@ -80,7 +82,7 @@ def start(
             record = None
         try:
             if address is None:
-                _start_head(record, host, port, opts, timeout)
+                _start_head(record, host, port, opts, timeout, gcs_shards)
             else:
                 _start_node(record, address, opts, timeout)
         except StartFailed as exc:
@@ -88,7 +90,7 @@ def start(
 
 
 def _start_head(record: rec.ClusterRecord | None, host: str, port: int, opts: NodeOptions,
-                timeout: float) -> None:
+                timeout: float, gcs_shards: int = 1) -> None:
     if record is not None:
         pids = ", ".join(f"{s.name} {s.pid}" for s in record.live_services())
         _fail(f"a zray cluster started by `zray start` already runs on this host (GCS at "
@@ -96,7 +98,7 @@ def _start_head(record: rec.ClusterRecord | None, host: str, port: int, opts: No
     if host not in LOOPBACK:
         typer.echo(f"warning: the GCS listens on {host}:{port} without authentication (CURVE is not "
                    "implemented yet); anyone who can reach it can run code here", err=True)
-    launch = start_head(host, port, opts, timeout)
+    launch = start_head(host, port, opts, timeout, gcs_shards)
     addr = f"{advertised_host(host)}:{port}"
     record = rec.ClusterRecord(
         gcs_address=f"tcp://{addr}", raylet_address=launch.raylet_address, address=addr,
@@ -128,7 +130,7 @@ def _start_node(record: rec.ClusterRecord | None, address: str, opts: NodeOption
     record.session_dirs.append(launch.session_dir)
     record.store_dirs.append(launch.store_dir)
     rec.write_record(record)
-    typer.echo(f"zray node started: raylet pid {launch.procs['raylet'].pid} joined the cluster at "
+    typer.echo(f"zray node started: raylet pid {launch.pid_of('raylet')} joined the cluster at "
                f"{address}; session {launch.session_dir}")
 
 
@@ -160,7 +162,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output, with this host's services.")] = False,
 ) -> None:
     """Nodes of a cluster: liveness, resources, object store, tasks and workers."""
-    from zray.cli.status_view import format_status, status_dict
+    from zray.cli.status_view import format_services, format_status, status_dict
     from zray.common.messages.tables import ACTORS, NODES, ActorInfo, NodeInfo
     from zray.common.sockets import normalize
     from zray.services.gcs.client import GcsClient
@@ -182,17 +184,30 @@ def status(
     finally:
         gcs.close()
     now = time.time()
+    services = _service_docs(record) if record and record.gcs_address == gcs_address else []
     if not as_json:
         typer.echo(format_status(gcs_address, nodes, now, actors))
+        if services:
+            typer.echo(format_services(services))
         return
-    services = _service_docs(record) if record and record.gcs_address == gcs_address else []
     json.dump(status_dict(gcs_address, nodes, now, services, actors), sys.stdout, indent=2)
     sys.stdout.write("\n")
 
 
 def _service_docs(record: rec.ClusterRecord) -> list[dict[str, Any]]:
-    return [{"name": s.name, "pid": s.pid, "alive": s.process() is not None, "log": s.log}
-            for s in record.services]
+    """This host's services: the supervisors `zray start` ran and what they run."""
+    from zray.services.supervisor.state import read_state
+
+    docs: list[dict[str, Any]] = []
+    for sup in record.services:
+        alive = sup.process() is not None
+        docs.append({"name": sup.name, "pid": sup.pid, "alive": alive, "log": sup.log, "restarts": 0})
+        state = read_state(os.path.dirname(os.path.dirname(sup.log)))
+        for svc in state.services if state and alive else []:
+            docs.append({"name": svc.name, "pid": svc.pid, "alive": svc.alive, "log": svc.log,
+                         "restarts": svc.restarts, "last_exit": svc.last_exit,
+                         "supervisor_pid": sup.pid})
+    return docs
 
 
 def register(app: typer.Typer) -> None:

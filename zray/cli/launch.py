@@ -1,9 +1,12 @@
-"""Starting detached services for `zray start` and waiting until they serve.
+"""Starting the services of `zray start` and waiting until they serve.
 
-A head is one GCS shard, one global scheduler and one raylet; a node is one
-more raylet. Each raylet gets its own session folder (ipc sockets, logs) and
-shared-memory store folder. If a service dies or the start times out, what
-was started is stopped and removed again, and `StartFailed` carries the log tail.
+A head is the GCS shards, one global scheduler and one raylet; a node is one
+more raylet. Each `zray start` runs one detached supervisor
+(zray.services.supervisor) that starts its services, restarts any that dies
+and stops them on `zray stop`. Each raylet gets its own session folder (ipc
+sockets, logs) and shared-memory store folder. If a service fails or the
+start times out, what was started is stopped and removed again, and
+`StartFailed` carries the log tail.
 """
 
 from __future__ import annotations
@@ -31,6 +34,15 @@ from zray.common.errors import ZrayError
 from zray.common.messages.tables import KV, NODES, NodeInfo
 from zray.common.sockets import host_ip
 from zray.services.gcs.client import GcsClient
+from zray.services.gcs.sharding import shard_address
+from zray.services.supervisor.state import (
+    SPEC_FILE,
+    ServiceSpec,
+    SupervisorSpec,
+    SupervisorState,
+    read_state,
+    write_json_atomic,
+)
 
 SCHEDULERS_PREFIX = "scheduler:"  # zray.services.global_sched.server.SCHEDULERS_KEY_PREFIX
 POLL_INTERVAL = 0.1
@@ -57,20 +69,42 @@ class Launch:
     session_dir: str
     store_dir: str
     raylet_address: str
+    specs: list[ServiceSpec] = field(default_factory=list)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def log(self, name: str) -> str:
         return log_path(self.session_dir, name)
 
     def spawn(self, name: str, args: list[str]) -> None:
-        self.procs[name] = spawn_service(args, self.log(name), detached=True)
+        """Add a service for the supervisor to run (in this order)."""
+        self.specs.append(ServiceSpec(name=name, args=args, log=self.log(name)))
+
+    def start(self) -> None:
+        """Start the supervisor, which starts the services."""
+        write_json_atomic(os.path.join(self.session_dir, SPEC_FILE),
+                          SupervisorSpec(services=self.specs).model_dump_json(indent=2))
+        self.procs["supervisor"] = spawn_service(["zray.services.supervisor", self.session_dir],
+                                                 self.log("supervisor"), detached=True)
+
+    def state(self) -> SupervisorState | None:
+        return read_state(self.session_dir)
+
+    def pid_of(self, name: str) -> int | None:
+        state = self.state()
+        found = [s.pid for s in state.services if s.name == name and s.alive] if state else []
+        return found[0] if found else None
 
     def check_alive(self) -> None:
-        for name, proc in self.procs.items():
-            code = proc.poll()
-            if code is not None:
-                raise StartFailed(f"{name} exited with code {code} during start; last lines of "
-                                  f"{self.log(name)}:\n{log_tail(self.log(name))}")
+        sup = self.procs["supervisor"]
+        if sup.poll() is not None:
+            name = "supervisor"
+            raise StartFailed(f"the supervisor exited with code {sup.returncode} during start; last "
+                              f"lines of {self.log(name)}:\n{log_tail(self.log(name))}")
+        state = self.state()
+        for svc in state.services if state else []:
+            if svc.last_exit is not None:  # a restart during start would only repeat the failure
+                raise StartFailed(f"{svc.name} exited with code {svc.last_exit} during start; last "
+                                  f"lines of {svc.log}:\n{log_tail(svc.log)}")
 
     def abort(self, timeout: float = 5.0) -> None:
         """Stop everything this launch started and remove its folders."""
@@ -96,6 +130,18 @@ def _new_launch() -> Launch:
                   raylet_address=f"ipc://{session}/sockets/raylet")
 
 
+def gcs_shard_args(host: str, port: int, index: int, num_shards: int, data_dir: str) -> list[str]:
+    base = f"tcp://{host}:{port}"
+    args = ["zray.services.gcs", "start", "--address", shard_address(base, index),
+            "--data-dir", data_dir, "--shards", str(num_shards), "--shard-index", str(index)]
+    advertised = advertised_host(host)
+    if advertised != host:
+        args += ["--advertise-host", advertised]
+    if index:
+        args += ["--head-address", f"tcp://{advertised}:{port}"]
+    return args
+
+
 def _spawn_raylet(launch: Launch, gcs_address: str, opts: NodeOptions) -> None:
     launch.spawn("raylet", raylet_args(
         gcs_address, launch.raylet_address, launch.store_dir, num_cpus=opts.num_cpus,
@@ -109,22 +155,28 @@ def advertised_host(host: str) -> str:
     return host_ip() if host in WILDCARDS else host
 
 
-def start_head(host: str, port: int, opts: NodeOptions, timeout: float) -> Launch:
-    """GCS on tcp://host:port (PUB on port + 1), a global scheduler, a raylet."""
-    for p in (port, port + 1):
+def start_head(host: str, port: int, opts: NodeOptions, timeout: float,
+               gcs_shards: int = 1) -> Launch:
+    """GCS shards on tcp://host:port.. (shard i on port + 2i, its PUB on the
+    next port), a global scheduler, a raylet."""
+    ports = range(port, port + 2 * gcs_shards)
+    for p in ports:
         problem = bind_problem(host, p)
         if problem:
-            raise StartFailed(f"{problem} (the GCS needs ports {port} and {port + 1}); stop what "
+            raise StartFailed(f"{problem} (the GCS needs ports {port}-{ports[-1]}); stop what "
                               "holds it or choose another --port or --host")
     gcs_address = f"tcp://{advertised_host(host)}:{port}"
     launch = _new_launch()
     with _undone_on_failure(launch):
-        launch.spawn("gcs", ["zray.services.gcs", "start", "--address", f"tcp://{host}:{port}",
-                             "--data-dir", os.path.join(launch.session_dir, "gcs")])
+        data_dir = os.path.join(launch.session_dir, "gcs")
+        for index in range(gcs_shards):
+            launch.spawn("gcs" if index == 0 else f"gcs-{index}",
+                         gcs_shard_args(host, port, index, gcs_shards, data_dir))
         launch.spawn("global-sched", ["zray.services.global_sched", "start",
                                       "--gcs-address", gcs_address,
                                       "--address", f"tcp://{advertised_host(host)}:0"])
         _spawn_raylet(launch, gcs_address, opts)
+        launch.start()
         wait_ready(launch, gcs_address, timeout)
     return launch
 
@@ -141,6 +193,7 @@ def start_node(gcs_address: str, opts: NodeOptions, timeout: float) -> Launch:
     launch = _new_launch()
     with _undone_on_failure(launch):
         _spawn_raylet(launch, gcs_address, opts)
+        launch.start()
         wait_ready(launch, gcs_address, timeout)
     return launch
 
@@ -159,7 +212,7 @@ def wait_ready(launch: Launch, gcs_address: str, timeout: float) -> None:
     """Until the GCS answers, the raylet's node record is alive and the global
     scheduler (when this launch started one) has registered."""
     deadline = time.monotonic() + timeout
-    sched = launch.procs.get("global-sched")
+    wants_sched = any(spec.name == "global-sched" for spec in launch.specs)
     gcs = GcsClient(gcs_address, timeout=1.0)
     try:
         while True:
@@ -168,14 +221,14 @@ def wait_ready(launch: Launch, gcs_address: str, timeout: float) -> None:
                 gcs.ping(timeout=0.5)
                 nodes = [NodeInfo.model_validate_json(v) for _, v in gcs.scan(NODES)]
                 raylet_up = any(n.alive and n.local_address == launch.raylet_address for n in nodes)
-                sched_up = sched is None or any(
-                    json.loads(v).get("pid") == sched.pid
+                sched_pid = launch.pid_of("global-sched")
+                sched_up = not wants_sched or sched_pid is not None and any(
+                    json.loads(v).get("pid") == sched_pid
                     for _, v in gcs.scan(KV, prefix=SCHEDULERS_PREFIX))
                 if raylet_up and sched_up:
                     return
             if time.monotonic() > deadline:
-                tails = "\n".join(f"--- {launch.log(name)}\n{log_tail(launch.log(name), 10)}"
-                                  for name in launch.procs)
+                tails = "\n".join(f"--- {spec.log}\n{log_tail(spec.log, 10)}" for spec in launch.specs)
                 raise StartFailed(f"services did not become ready within {timeout:g}s:\n{tails}")
             time.sleep(POLL_INTERVAL)
     finally:

@@ -115,3 +115,14 @@ def status_dict(address: str, nodes: list[NodeInfo], now: float,
     if services is not None:
         doc["services"] = services
     return doc
+
+
+def format_services(services: list[dict[str, Any]]) -> str:
+    """This host's supervised services, one line each, with their restarts."""
+    lines = ["", "Services on this host:"]
+    for svc in services:
+        state = "running" if svc["alive"] else "down"
+        restarts = svc.get("restarts", 0)
+        extra = f", restarted {restarts}x (last exit {svc.get('last_exit')})" if restarts else ""
+        lines.append(f"  {svc['name']:<14} pid {svc['pid']:<8} {state}{extra}")
+    return "\n".join(lines)

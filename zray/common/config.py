@@ -57,6 +57,9 @@ class GcsSettings(Settings):
     # Shard 0's address: where shards > 0 register themselves.
     head_address: str = ""
     fsync: bool = False
+    # Publications queued per subscriber before the shard drops them (the
+    # subscriber then sees a sequence gap and resyncs).
+    pub_hwm: int = 100_000
     max_value_bytes: int = 64 * 1024 * 1024
     heartbeat_interval: float = 0.5
 

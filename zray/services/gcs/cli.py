@@ -17,7 +17,7 @@ def _group() -> None:
 
 @app.command()
 def start(
-    port: Annotated[int, typer.Option(envvar="ZRAY_GCS_PORT", help="TCP port of shard 0's request socket; its PUB socket uses port + 1, shard i ports + 2i.")] = 6379,
+    port: Annotated[int, typer.Option(envvar="ZRAY_GCS_PORT", help="TCP port of the request socket; its PUB socket uses port + 1. Run as a group, shard i uses port + 2i.")] = 6379,
     host: Annotated[str, typer.Option(envvar="ZRAY_GCS_HOST", help="Interface to bind.")] = "127.0.0.1",
     address: Annotated[Optional[str], typer.Option(envvar="ZRAY_GCS_ADDRESS", help="Full bind address (tcp:// or ipc://); overrides --host/--port.")] = None,
     advertise_host: Annotated[Optional[str], typer.Option(envvar="ZRAY_GCS_ADVERTISE_HOST", help="Host name others reach this shard by (default: the bound host).")] = None,
@@ -31,7 +31,6 @@ def start(
     """Run GCS shards in the foreground until SIGTERM."""
     from zray.common.sockets import normalize
     from zray.services.gcs.group import run_group, run_shard
-    from zray.services.gcs.sharding import shard_address
 
     base = normalize(address) if address else f"tcp://{host}:{port}"
     advertise = None
@@ -46,8 +45,6 @@ def start(
         run_shard(base, shard_index, shards, data_dir, normalize(head_address) if head_address else "",
                   advertise, fsync, log_level)
         return
-    if advertise is not None and shards > 1:
-        advertise = shard_address(advertise, 0)
     run_group(base, shards, data_dir, advertise, fsync, log_level)
 
 

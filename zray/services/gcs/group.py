@@ -10,20 +10,20 @@ from zray.common.logs import configure_logging
 from zray.services.gcs.sharding import shard_address
 
 
-def shard_settings(base: str, index: int, num_shards: int, data_dir: str, head_address: str,
+def shard_settings(address: str, index: int, num_shards: int, data_dir: str, head_address: str,
                    advertise: str | None, fsync: bool, log_level: str) -> GcsSettings:
-    return GcsSettings.load(env_prefix="ZRAY_GCS_", address=shard_address(base, index),
+    """Settings of shard `index`, which binds `address` and is reached at `advertise`."""
+    return GcsSettings.load(env_prefix="ZRAY_GCS_", address=address,
                             data_dir=data_dir, shard_index=index, num_shards=num_shards,
                             head_address=head_address if index else "",
-                            advertise_address=shard_address(advertise, index) if advertise else "",
-                            fsync=fsync, log_level=log_level)
+                            advertise_address=advertise or "", fsync=fsync, log_level=log_level)
 
 
-def run_shard(base: str, index: int, num_shards: int, data_dir: str, head_address: str,
+def run_shard(address: str, index: int, num_shards: int, data_dir: str, head_address: str,
               advertise: str | None, fsync: bool, log_level: str) -> None:
     from zray.services.gcs.server import GcsShard
 
-    settings = shard_settings(base, index, num_shards, data_dir, head_address, advertise, fsync,
+    settings = shard_settings(address, index, num_shards, data_dir, head_address, advertise, fsync,
                               log_level)
     configure_logging(f"gcs[{index}]", settings.log_level)
     GcsShard(settings).run()
@@ -41,7 +41,8 @@ def run_group(base: str, num_shards: int, data_dir: str, advertise: str | None, 
     children: dict[int, ForkedProcess] = {}
     for index in range(1, num_shards):
         def child(index: int = index) -> None:
-            run_shard(base, index, num_shards, data_dir, head, advertise, fsync, log_level)
+            run_shard(shard_address(base, index), index, num_shards, data_dir, head,
+                      shard_address(advertise, index) if advertise else None, fsync, log_level)
 
         children[index] = fork_child(child, None)
     settings = shard_settings(base, 0, num_shards, data_dir, "", advertise, fsync, log_level)

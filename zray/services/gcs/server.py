@@ -84,6 +84,7 @@ class GcsShard(Service):
         self.router = self.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.MAXMSGSIZE, 4 * self.settings.max_value_bytes)
         self.pub = self.socket(zmq.PUB)
+        self.pub.setsockopt(zmq.SNDHWM, self.settings.pub_hwm)
         self.address = bind(self.router, self.settings.address)
         self.pub_address = bind(self.pub, self.settings.pub_address or _pub_default(self.address))
         self.add_reader(self.router, wire.Protocol("gcs", GCS_REQUESTS), {

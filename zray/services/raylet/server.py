@@ -54,12 +54,12 @@ from zray.common.serialization import deserialize, serialize_error
 from zray.common.service import Service
 from zray.common.sockets import bind
 from zray.services.gcs.client import ServiceGcs
+from zray.services.gcs.subscriber import ServiceSubscriber
 from zray.services.raylet import pipelining
 from zray.services.raylet.actors import ActorManager
 from zray.services.raylet.object_store import SharedMemoryStore, check_shm, default_capacity
 from zray.services.raylet.object_table import ObjectTable
 from zray.services.raylet.resources import fits, node_resources
-from zray.services.gcs.subscriber import ServiceSubscriber
 from zray.services.raylet.sched_link import SchedulerLink
 from zray.services.raylet.state import Client, LocalObject, Task
 from zray.services.raylet.task_queue import ReadyQueue
