@@ -107,6 +107,10 @@ class GcsPong(Message):
     num_shards: int
     seq: int
     incarnation: str = ""
+    # How much the shard holds: rows per table, LMDB pages in use, process RSS.
+    entries: dict[str, int] = {}
+    data_bytes: int = 0
+    rss: int = 0
 
 
 class ShardAddress(Record):

@@ -20,6 +20,7 @@ import tempfile
 import uuid
 from typing import Any
 
+import psutil
 import zmq
 
 from zray.common import wire
@@ -79,6 +80,7 @@ class GcsShard(Service):
         self.pub_address = ""
         self.shards: dict[int, ShardAddress] = {}
         self._registered = False
+        self._process = psutil.Process()
 
     def setup(self) -> None:
         self.router = self.socket(zmq.ROUTER)
@@ -246,7 +248,9 @@ class GcsShard(Service):
         assert isinstance(msg, GcsPing)
         self.reply(routing, GcsPong(req_id=msg.req_id, shard_index=self.settings.shard_index,
                                     num_shards=self.settings.num_shards, seq=self.storage.seq,
-                                    incarnation=self.incarnation))
+                                    incarnation=self.incarnation, entries=self.storage.counts(),
+                                    data_bytes=self.storage.data_bytes(),
+                                    rss=self._process.memory_info().rss))
 
     def on_close(self) -> None:
         if self._pending:

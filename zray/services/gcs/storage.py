@@ -124,9 +124,10 @@ class ShardStorage:
         with self.env.begin(db=self.db(table), buffers=False) as txn:
             return [txn.get(k) for k in keys]
 
-    def count(self, table: str) -> int:
+    def counts(self) -> dict[str, int]:
+        """Rows per table."""
         with self.env.begin() as txn:
-            return int(txn.stat(self.db(table))["entries"])
+            return {name: int(txn.stat(db)["entries"]) for name, db in self._dbs.items()}
 
     def scan(self, table: str, prefix: bytes = b"", limit: int = 0) -> list[tuple[bytes, bytes]]:
         out: list[tuple[bytes, bytes]] = []

@@ -57,6 +57,7 @@ from zray.services.gcs.client import ServiceGcs
 from zray.services.gcs.subscriber import ServiceSubscriber
 from zray.services.raylet import pipelining
 from zray.services.raylet.actors import ActorManager
+from zray.services.raylet.lineage import Lineage
 from zray.services.raylet.object_store import SharedMemoryStore, check_shm, default_capacity
 from zray.services.raylet.object_table import ObjectTable
 from zray.services.raylet.resources import fits, node_resources
@@ -92,6 +93,7 @@ class Raylet(Service):
         self.free_gpus = list(range(int(self.total.get("GPU", 0))))
         self.tasks: dict[str, Task] = {}
         self.objects = ObjectTable()
+        self.lineage = Lineage()
         self.clients: dict[bytes, Client] = {}
         self.infeasible: dict[str, Task] = {}
         self.outbox: dict[bytes, list[tuple[LocalObject, bool]]] = {}
@@ -232,6 +234,8 @@ class Raylet(Service):
             self._enqueue(task)
         self.gcs.write(TASKS, spec.task_id,
                        wire.pack_blobs([spec.__pydantic_serializer__.to_json(spec), *bufs]))
+        self.lineage.submitted(spec.task_id, spec.num_returns,
+                               [arg.ref for arg in spec.args if arg.ref is not None])
 
     def _enqueue(self, task: Task, front: bool = False) -> None:
         if not self.queue.feasible(task.resources):
@@ -515,6 +519,8 @@ class Raylet(Service):
         if obj.in_store:
             self.store.free(obj.object_id)
             self.gcs.write(OBJECTS, obj.object_id, None)
+        for task_id in self.lineage.object_freed(obj.object_id):
+            self.gcs.write(TASKS, task_id, None)
 
     # cancellation and blocking ---------------------------------------------
     def on_cancel(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
