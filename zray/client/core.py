@@ -70,6 +70,7 @@ SUBMIT_BATCH = 64
 SUBMIT_GAP = 0.0005
 SUBMIT_LINGER = 0.001
 RESTORE_ATTEMPTS = 5
+RELEASE_CHECK_SECONDS = 0.1
 
 
 class _FileGone(Exception):
@@ -150,6 +151,8 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
             "driver" if is_driver else "")
         self.actor_id: str | None = None
         set_tracker(self)
+        if is_driver:
+            self._flush_soon()
 
     # connection ----------------------------------------------------------
     def _register(self, job_id: JobID | None, timeout: float) -> ClientRegistered:
@@ -225,8 +228,11 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
 
     def _flush_loop(self) -> None:
         while not self.closed:
-            self._flush_event.wait()
-            time.sleep(SUBMIT_LINGER)
+            # Also wakes on its own now and then: refs a busy or idle driver
+            # dropped are released even if it sends nothing else (dropping a
+            # ref may run inside garbage collection, which must not signal).
+            if self._flush_event.wait(RELEASE_CHECK_SECONDS):
+                time.sleep(SUBMIT_LINGER)
             # A thread inside the client flushes before it blocks: never wait for it.
             if not self.lock.acquire(blocking=False):
                 continue
@@ -234,6 +240,8 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
                 if not self.closed:
                     self._flush_submits()
                     self.flush_finished()
+                    if self.to_release:
+                        self._flush_refs()
             finally:
                 self.lock.release()
 

@@ -70,7 +70,7 @@ def full_message(size: int, object_id: str, waited: float, use: StoreUse,
                      f"({who}{more})")
     if use.pinned_by_tasks:
         parts.append(f"{_mib(use.pinned_by_tasks)} pinned as arguments of {use.pinning_tasks} "
-                     f"pending or running task{'s' if use.pinning_tasks != 1 else ''}")
+                     f"running task{'s' if use.pinning_tasks != 1 else ''}")
     if use.nested:
         parts.append(f"{_mib(use.nested)} nested in other live objects")
     if use.unsealed:

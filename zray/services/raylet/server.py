@@ -99,7 +99,8 @@ class Raylet(Service):
         self.objects = ObjectTable()
         self.spill_dir = settings.spill_dir or os.path.join(self.session_dir, "spill")
         self.memory = StoreMemory(self.store, SpillDir(self.spill_dir), self.objects,
-                                  settings.store_full_timeout, self.describe_client)
+                                  settings.store_full_timeout, self.describe_client,
+                                  self.args_in_use)
         # Gets of spilled objects that wait for room to restore them.
         self.restore_waiting: list[tuple[bytes, str]] = []
         self.clients: dict[bytes, Client] = {}
@@ -586,6 +587,16 @@ class Raylet(Service):
             self.gcs.write(OBJECTS, obj.object_id, None)
             if self.memory.pending:
                 self.after_batch(self.memory_tick)
+
+    def args_in_use(self) -> dict[str, int]:
+        """Store objects that tasks sent to workers read: these must not spill."""
+        used: dict[str, int] = {}
+        for worker in self.pool.workers.values():
+            for task in worker.tasks:
+                for arg in task.spec.args:
+                    if arg.ref is not None:
+                        used[arg.ref] = used.get(arg.ref, 0) + 1
+        return used
 
     def describe_client(self, ident: bytes) -> str:
         """Who a holder is, for `zray memory` and the full-store error."""

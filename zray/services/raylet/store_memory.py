@@ -40,12 +40,15 @@ class PendingCreate:
 
 class StoreMemory:
     def __init__(self, store: SharedMemoryStore, spill: SpillDir, objects: ObjectTable,
-                 timeout: float, describe_holder: Callable[[bytes], str]) -> None:
+                 timeout: float, describe_holder: Callable[[bytes], str],
+                 in_use: Callable[[], dict[str, int]]) -> None:
         self.store = store
         self.spill = spill
         self.objects = objects
         self.timeout = timeout
         self.describe_holder = describe_holder
+        # Object id -> how many tasks on workers take it (mapped, or about to be).
+        self.in_use = in_use
         self.pending: list[PendingCreate] = []
         self.spill_problem: str | None = None
         self._spill_retry_at = 0.0
@@ -88,8 +91,10 @@ class StoreMemory:
         return full_message(size, object_id, waited, self.usage(), self.spill_problem)
 
     # spilling and restoring ----------------------------------------------------
-    def spillable(self, obj: LocalObject) -> bool:
-        return (obj.ready and obj.in_store and not obj.spilled and obj.pins <= 0
+    def spillable(self, obj: LocalObject, in_use: dict[str, int]) -> bool:
+        """Sealed, in memory, and neither read by a task on a worker nor awaited:
+        arguments of queued tasks may spill (they are restored at dispatch)."""
+        return (obj.ready and obj.in_store and not obj.spilled and obj.object_id not in in_use
                 and not obj.waiting_clients and obj.object_id in self.store)
 
     def _make_room(self, size: int) -> bool:
@@ -97,8 +102,9 @@ class StoreMemory:
         need = store.used + size - store.capacity
         if size > store.capacity or time.monotonic() < self._spill_retry_at:
             return False
+        in_use = self.in_use()
         candidates = [Candidate(o.object_id, o.size, o.last_used)
-                      for o in self.objects.objects.values() if self.spillable(o)]
+                      for o in self.objects.objects.values() if self.spillable(o, in_use)]
         victims = spill_victims(candidates, need, spill_batch_bytes(store.capacity))
         if not victims:
             return False
@@ -154,20 +160,21 @@ class StoreMemory:
     def usage(self) -> StoreUse:
         pinned = tasks = nested = spillable = sealed = 0
         held: dict[str, tuple[int, int]] = {}
+        in_use = self.in_use()
         for obj in self.objects.objects.values():
             if not obj.in_store or obj.spilled or not obj.ready:
                 continue
             sealed += obj.size
-            if obj.pins > 0:
+            if obj.object_id in in_use:
                 pinned += obj.size
-                tasks += obj.pins
+                tasks += in_use[obj.object_id]
             elif obj.holders:
                 who = self.describe_holder(next(iter(obj.holders)))
                 n, b = held.get(who, (0, 0))
                 held[who] = (n + 1, b + obj.size)
             elif obj.contained_in > 0:
                 nested += obj.size
-            if self.spillable(obj):
+            if self.spillable(obj, in_use):
                 spillable += obj.size
         return StoreUse(capacity=self.store.capacity, used=self.store.used, pinned_by_tasks=pinned,
                         pinning_tasks=tasks, held=held, nested=nested,
