@@ -324,8 +324,10 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
         if isinstance(msg, ObjectsReady):
             for loc in msg.objects:
                 oid = loc.object_id
-                self.ready.add(oid)
                 self.expected.discard(oid)
+                if oid not in self.refcounts:
+                    continue  # every ref to it was dropped and released: keeping it would leak
+                self.ready.add(oid)
                 if loc.buf >= 0 or loc.in_store:
                     self.results[oid] = _Result(loc, bufs[loc.buf] if loc.buf >= 0 else None)
         elif isinstance(msg, ExecuteTasks):
