@@ -66,7 +66,8 @@ def start(
     num_cpus: Annotated[Optional[float], typer.Option(help="CPUs this node offers (default: all cores).")] = None,
     num_gpus: Annotated[Optional[float], typer.Option(help="GPUs this node offers (default: detected).")] = None,
     resources: Annotated[str, typer.Option(help='Custom resources as JSON, e.g. \'{"disk": 2}\'.')] = "{}",
-    object_store_memory: Annotated[Optional[int], typer.Option(help="Object store capacity in bytes (default: 30% of RAM).")] = None,
+    object_store_memory: Annotated[Optional[int], typer.Option(help="Object store capacity in bytes (default: 30% of RAM, at most 90% of /dev/shm free).")] = None,
+    spill_dir: Annotated[str, typer.Option(help="Where objects spill when the store is full (default: <session>/spill).")] = "",
     node_name: Annotated[str, typer.Option(help="Name of this node in status (default: host name).")] = "",
     gcs_shards: Annotated[int, typer.Option(min=1, help="GCS shards of a head, each its own process (shard i on port + 2i).")] = 1,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the services to be ready.")] = 30.0,
@@ -74,7 +75,9 @@ def start(
     """Start a cluster's head (--head) or add a node to one (--address), in the background."""
     if head == (address is not None):
         _fail("give exactly one of --head (start a new cluster) or --address HOST:PORT (join one)")
-    opts = NodeOptions(num_cpus, num_gpus, _parse_resources(resources), object_store_memory, node_name)
+    opts = NodeOptions(num_cpus, num_gpus, _parse_resources(resources), object_store_memory, node_name,
+                       spill_dir)
+    _warn_small_shm(object_store_memory)
     with rec.cluster_lock():
         record = rec.read_record()
         if record is not None and not record.live_services():
@@ -87,6 +90,15 @@ def start(
                 _start_node(record, address, opts, timeout)
         except StartFailed as exc:
             _fail(f"zray start failed: {exc}")
+
+
+def _warn_small_shm(capacity: int | None) -> None:
+    from zray.services.raylet.object_store import check_shm, default_capacity
+
+    warning = check_shm("/dev/shm", capacity or default_capacity("/dev/shm"),
+                        explicit=capacity is not None)
+    if warning:
+        typer.echo(f"warning: {warning}", err=True)
 
 
 def _start_head(record: rec.ClusterRecord | None, host: str, port: int, opts: NodeOptions,
@@ -194,6 +206,65 @@ def status(
     sys.stdout.write("\n")
 
 
+def memory(
+    address: Annotated[Optional[str], typer.Option(help="GCS host:port (default: the cluster `zray start` runs here).")] = None,
+    limit: Annotated[int, typer.Option(help="How many of the largest objects to list per node.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """The largest live objects on each node of this host, and who keeps them alive."""
+    from zray.cli.memory_view import format_memory, query_objects
+    from zray.cli.status_view import node_alive
+
+    if limit < 0:
+        raise typer.BadParameter("must be 0 or more", param_hint="--limit")
+    nodes = _nodes(address)
+    now = time.time()
+    docs: list[dict[str, Any]] = []
+    lines: list[str] = []
+    for node in nodes:
+        if not node_alive(node, now) or not node.local_address.startswith("ipc://"):
+            continue
+        path = node.local_address.removeprefix("ipc://")
+        if not os.path.exists(path):
+            continue  # a raylet on another host: its socket is not reachable from here
+        try:
+            reply = query_objects(node, limit)
+        except ZrayError as exc:
+            _fail(str(exc))
+        docs.append({"node_id": node.node_id, "store_used": node.store_used,
+                     "store_capacity": node.store_capacity, "spilled_bytes": node.spilled_bytes,
+                     "num_objects": reply.total,
+                     "objects": [o.model_dump() for o in reply.objects]})
+        lines += format_memory(node, reply)
+    if as_json:
+        json.dump({"nodes": docs}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        typer.echo("\n".join(lines) or "no node of this cluster runs on this host")
+
+
+def _nodes(address: str | None) -> list[Any]:
+    from zray.common.messages.tables import NODES, NodeInfo
+    from zray.common.sockets import normalize
+    from zray.services.gcs.client import GcsClient
+
+    record = rec.read_record()
+    if address:
+        gcs_address = normalize(address)
+    elif record is not None:
+        gcs_address = record.gcs_address
+    else:
+        _fail("no zray cluster is running on this host (start one with `zray start --head`), "
+              "and no --address was given")
+    gcs = GcsClient(gcs_address, timeout=3.0)
+    try:
+        return [NodeInfo.model_validate_json(v) for _, v in gcs.scan(NODES)]
+    except ZrayError as exc:
+        _fail(f"no zray cluster is reachable at {gcs_address}: {exc}")
+    finally:
+        gcs.close()
+
+
 def _service_docs(record: rec.ClusterRecord) -> list[dict[str, Any]]:
     """This host's services: the supervisors `zray start` ran and what they run."""
     from zray.services.supervisor.state import read_state
@@ -214,3 +285,4 @@ def register(app: typer.Typer) -> None:
     app.command()(start)
     app.command()(stop)
     app.command()(status)
+    app.command()(memory)

@@ -60,6 +60,7 @@ class NodeOptions:
     resources: dict[str, float] = field(default_factory=dict)
     object_store_memory: int | None = None
     node_name: str = ""
+    spill_dir: str = ""
 
 
 @dataclass
@@ -147,7 +148,7 @@ def _spawn_raylet(launch: Launch, gcs_address: str, opts: NodeOptions) -> None:
         gcs_address, launch.raylet_address, launch.store_dir, num_cpus=opts.num_cpus,
         num_gpus=opts.num_gpus, resources=opts.resources,
         object_store_memory=opts.object_store_memory, session_dir=launch.session_dir,
-        node_name=opts.node_name))
+        node_name=opts.node_name, spill_dir=opts.spill_dir))
 
 
 def advertised_host(host: str) -> str:

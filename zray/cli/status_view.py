@@ -48,7 +48,8 @@ def format_node(node: NodeInfo, now: float) -> list[str]:
     if not alive:
         return lines
     store = (f"{human_bytes(node.store_used)} / {human_bytes(node.store_capacity)}"
-             f" ({node.num_objects} objects)")
+             f" ({node.num_objects} objects); spilled {human_bytes(node.spilled_bytes)}"
+             f" ({node.num_spilled} objects)")
     lines += [
         f"  resources     {format_resources(resource_usage(node))}  (used/total)",
         f"  object store  {store}",

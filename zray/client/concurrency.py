@@ -11,7 +11,7 @@ import asyncio
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from zray.common.ids import TaskID
@@ -32,10 +32,12 @@ class Outcome:
     error: bytes | None = None
     app_error: bool = False
     cancelled: bool = False
+    # Return object id -> refs nested in it; held until the result is sent.
+    contains: dict[str, list[str]] = field(default_factory=dict)
 
     def finished(self, task_id: str, returns: list[ObjectLoc]) -> FinishedTask:
         return FinishedTask(task_id=task_id, returns=returns, app_error=self.app_error,
-                            cancelled=self.cancelled)
+                            cancelled=self.cancelled, contains=self.contains)
 
     def final(self, spec: Any) -> bool:
         """No retry can replace this result, so its owner may have it at once."""

@@ -19,13 +19,14 @@ import zmq
 
 from zray.client.object_ref import ObjectRef, set_tracker
 from zray.client.references import References
-from zray.client.store import read_object, write_object
+from zray.client.store import map_object, write_object
 from zray.client.task_context import TaskContext, TaskContextMixin
 from zray.client.worker_side import WorkerSide
 from zray.common import serialization, wire
 from zray.common.errors import (
     ConnectionFailedError,
     GetTimeoutError,
+    ObjectLostError,
     ObjectStoreFullError,
     RequestError,
     TaskError,
@@ -68,6 +69,12 @@ PUT_FLAG = 0x8000_0000
 SUBMIT_BATCH = 64
 SUBMIT_GAP = 0.0005
 SUBMIT_LINGER = 0.001
+RESTORE_ATTEMPTS = 5
+RELEASE_CHECK_SECONDS = 0.1
+
+
+class _FileGone(Exception):
+    """A store object's file is gone: spilled since the raylet said where it was."""
 
 
 class _Result:
@@ -106,8 +113,8 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
         self.refcounts: dict[str, int] = {}
         self.owned: set[str] = set()
         self.to_release: list[str] = []
-        self.escaped: set[str] = set()
-        self.to_escape: list[str] = []
+        self.borrowed: dict[str, str] = {}
+        self.to_borrow: list[tuple[str, str]] = []
         self.exported: set[str] = set()
         self.finished: list[FinishedTask] = []
         self.finished_bufs: list[Any] = []
@@ -132,6 +139,7 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
         self.store_dir = reg.store_dir
         self.log_address = reg.log_address
         self.inline_limit = reg.inline_limit
+        self.store_full_timeout = reg.store_full_timeout
         self.gcs = GcsClient(reg.gcs_address, ctx=self.ctx)
         # Workers send the results of tasks this process owns straight here.
         self.inbox = configure(self.ctx.socket(zmq.PULL))  # type: ignore[no-redef]
@@ -143,6 +151,8 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
             "driver" if is_driver else "")
         self.actor_id: str | None = None
         set_tracker(self)
+        if is_driver:
+            self._flush_soon()
 
     # connection ----------------------------------------------------------
     def _register(self, job_id: JobID | None, timeout: float) -> ClientRegistered:
@@ -210,16 +220,19 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
                                               buf_counts=self._pending_counts)
             frames = wire.encode(msg, self._pending_bufs)
             self._pending_specs, self._pending_bufs, self._pending_counts = [], [], []
-            # Escapes before the tasks that carry the refs; releases only after
-            # them, since these tasks may pin the released objects.
-            self._flush_escapes()
+            # Borrows before the tasks that may carry the refs; releases only
+            # after them, since these tasks may pin the released objects.
+            self._flush_borrows()
             self._transmit(frames)
             self._nothing_buffered()
 
     def _flush_loop(self) -> None:
         while not self.closed:
-            self._flush_event.wait()
-            time.sleep(SUBMIT_LINGER)
+            # Also wakes on its own now and then: refs a busy or idle driver
+            # dropped are released even if it sends nothing else (dropping a
+            # ref may run inside garbage collection, which must not signal).
+            if self._flush_event.wait(RELEASE_CHECK_SECONDS):
+                time.sleep(SUBMIT_LINGER)
             # A thread inside the client flushes before it blocks: never wait for it.
             if not self.lock.acquire(blocking=False):
                 continue
@@ -227,6 +240,8 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
                 if not self.closed:
                     self._flush_submits()
                     self.flush_finished()
+                    if self.to_release:
+                        self._flush_refs()
             finally:
                 self.lock.release()
 
@@ -309,8 +324,10 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
         if isinstance(msg, ObjectsReady):
             for loc in msg.objects:
                 oid = loc.object_id
-                self.ready.add(oid)
                 self.expected.discard(oid)
+                if oid not in self.refcounts:
+                    continue  # every ref to it was dropped and released: keeping it would leak
+                self.ready.add(oid)
                 if loc.buf >= 0 or loc.in_store:
                     self.results[oid] = _Result(loc, bufs[loc.buf] if loc.buf >= 0 else None)
         elif isinstance(msg, ExecuteTasks):
@@ -326,14 +343,16 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
 
     # serialization helpers -----------------------------------------------
     def serialize_value(self, value: Any) -> serialization.SerializedObject:
-        ser = serialization.serialize(value)
-        if ser.contained_refs:
-            self._note_escaped(ser.contained_refs)
-        return ser
+        """The value's bytes; `contained_refs` lists the refs nested inside it."""
+        return serialization.serialize(value)
 
     def store_object(self, oid: str, ser: serialization.SerializedObject) -> ObjectLoc:
-        """Write an object into the node's store; returns its location."""
-        reply = self.request(lambda r: CreateObject(req_id=r, object_id=oid, size=ser.total_size))
+        """Write an object into the node's store; returns its location.
+
+        The raylet may hold the request while it spills or waits for memory,
+        at most `store_full_timeout`, then answers ObjectStoreFullError."""
+        reply = self.request(lambda r: CreateObject(req_id=r, object_id=oid, size=ser.total_size),
+                             timeout=self.store_full_timeout + 60.0)
         assert isinstance(reply, ObjectCreated)
         write_object(reply.path, ser)
         return ObjectLoc(object_id=oid, size=ser.total_size, in_store=True,
@@ -347,11 +366,13 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
         ref = ObjectRef(oid, owned=True)
         if ser.total_size > self.inline_limit:
             loc = self.store_object(oid, ser)
-            self.send(PutObject(object_id=oid, size=loc.size, in_store=True))
+            self.send(PutObject(object_id=oid, size=loc.size, in_store=True,
+                                contains=ser.contained_refs))
             self.results[oid] = _Result(loc, None)
         else:
             data = ser.to_bytes()
-            self.send(PutObject(object_id=oid, size=len(data), in_store=False), [data])
+            self.send(PutObject(object_id=oid, size=len(data), in_store=False,
+                                contains=ser.contained_refs), [data])
             self.results[oid] = _Result(ObjectLoc(object_id=oid, size=len(data), buf=0), data)
         self.ready.add(oid)
         return ref
@@ -376,6 +397,7 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
         specs: list[ArgSpec] = []
         bufs: list[Any] = []
         keep: list[ObjectRef] = []
+        nested: list[str] = []
         items = [(None, a) for a in args] + list(kwargs.items())
         for kw, value in items:
             if isinstance(value, ObjectRef):
@@ -389,13 +411,15 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
             else:
                 specs.append(ArgSpec(buf=len(bufs), kw=kw))
                 bufs.append(ser.to_bytes())
+                nested.extend(ser.contained_refs)
         # Built without validation: every field is produced here, typed.
         spec = TaskSpec.model_construct(task_id=task_id, job_id=self.current_task_id.hex()[24:],
                         parent_task_id=self.current_task_id.hex(), function_id=function_id,
                         function_name=function_name, args=specs, num_returns=num_returns,
                         resources=resources, max_retries=max_retries,
                         retry_exceptions=retry_exceptions, owner=self.worker_id.hex(), name=name,
-                        attempt=0, actor_creation=actor_creation, actor_id=actor_id, method=method)
+                        attempt=0, actor_creation=actor_creation, actor_id=actor_id, method=method,
+                        nested_refs=nested)
         self._queue_submit(spec, bufs)
         refs = []
         for i in range(1, num_returns + 1):
@@ -409,7 +433,8 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
         oid = self.current_task_id.hex() + f"{self.next_put_counter() | PUT_FLAG:08x}"
         ref = ObjectRef(oid, owned=True)
         loc = self.store_object(oid, ser)
-        self.send(PutObject(object_id=oid, size=loc.size, in_store=True))
+        self.send(PutObject(object_id=oid, size=loc.size, in_store=True,
+                            contains=ser.contained_refs))
         self.ready.add(oid)
         return ref
 
@@ -483,15 +508,36 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
                                   f"objects not ready")
         values = []
         for oid in oids:
-            result = results[oid]
             self.fetch_requested.discard(oid)
-            values.append(self._value(result))
+            values.append(self._read(oid, timeout))
         return values
+
+    def _read(self, oid: str, timeout: float | None) -> Any:
+        """The value of a received object. Its store file may have been spilled
+        between the raylet's answer and this read: then ask again, and the
+        raylet restores it first."""
+        for _ in range(RESTORE_ATTEMPTS):
+            try:
+                return self._value(self.results[oid])
+            except _FileGone:
+                self.results.pop(oid, None)
+                self._request_missing([oid], fetch=True)
+                if not self._wait_until(lambda: oid in self.results, timeout):
+                    raise GetTimeoutError(f"get timed out after {timeout}s restoring object "
+                                          f"{oid}") from None
+                self.fetch_requested.discard(oid)
+        raise ObjectLostError(f"object {oid} was spilled again each time it was restored "
+                              f"({RESTORE_ATTEMPTS} attempts): the store is too small for the "
+                              "objects in use; raise --object-store-memory")
 
     def _value(self, result: _Result) -> Any:
         loc = result.loc
         if loc.in_store:
-            kind, value = read_object(os.path.join(self.store_dir, loc.object_id), loc.size)
+            try:
+                view = map_object(os.path.join(self.store_dir, loc.object_id), loc.size)
+            except FileNotFoundError:
+                raise _FileGone(loc.object_id) from None
+            kind, value = serialization.deserialize(view)
         else:
             kind, value = serialization.deserialize(result.data)
         if kind == serialization.KIND_ERROR:
@@ -505,8 +551,6 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
     def raw_object(self, loc: ObjectLoc, bufs: list[Any]) -> Any:
         """The bytes of an object given to a task, inline or mapped from the store."""
         if loc.in_store:
-            from zray.client.store import map_object
-
             return map_object(os.path.join(self.store_dir, loc.object_id), loc.size)
         return bufs[loc.buf]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import shutil
 import signal
@@ -90,7 +91,7 @@ def log_path(session_dir: str, name: str) -> str:
 def raylet_args(gcs_address: str, local_address: str, store_dir: str, *,
                 num_cpus: float | None = None, num_gpus: float | None = None,
                 resources: dict[str, float] | None = None, object_store_memory: int | None = None,
-                session_dir: str = "", node_name: str = "") -> list[str]:
+                session_dir: str = "", node_name: str = "", spill_dir: str = "") -> list[str]:
     """`python -m` arguments that start a raylet."""
     args = ["zray.services.raylet", "start", "--gcs-address", gcs_address,
             "--local-address", local_address, "--store-dir", store_dir]
@@ -106,6 +107,8 @@ def raylet_args(gcs_address: str, local_address: str, store_dir: str, *,
         args += ["--resources", json.dumps(resources)]
     if object_store_memory is not None:
         args += ["--object-store-memory", str(int(object_store_memory))]
+    if spill_dir:
+        args += ["--spill-dir", spill_dir]
     return args
 
 
@@ -162,6 +165,15 @@ def log_tail(path: str, lines: int = 20) -> str:
         return ""
 
 
+def _warn_small_shm(capacity: int | None) -> None:
+    from zray.services.raylet.object_store import check_shm, default_capacity
+
+    folder = os.path.dirname(os.environ.get("ZRAY_STORE_DIR", "")) or "/dev/shm"
+    warning = check_shm(folder, capacity or default_capacity(folder), explicit=capacity is not None)
+    if warning:
+        logging.getLogger(__name__).warning("zray: %s", warning)
+
+
 @dataclass
 class LocalCluster:
     session_dir: str
@@ -175,6 +187,7 @@ class LocalCluster:
               resources: dict[str, float] | None = None,
               object_store_memory: int | None = None, bound_to_parent: bool = True) -> LocalCluster:
         remove_stale_sessions()
+        _warn_small_shm(object_store_memory)
         session = new_session_dir()
         sockets = os.path.join(session, "sockets")
         cluster = cls(session_dir=session, gcs_address=f"ipc://{sockets}/gcs",

@@ -1,9 +1,9 @@
 """ObjectRef: a handle to an object that may not exist yet.
 
 Each live ObjectRef counts as one local reference with the process's client;
-when the last one goes, the client tells the raylet (if it owns the object).
-Pickling a ref (inside a value or a task argument) marks it as escaped: other
-processes may hold it now, so it stays alive until its job ends.
+when the last one goes, the client tells the raylet (see references.py).
+A pickled ref carries its owner's worker id, so the process that unpickles
+it can report its borrow to the owner's raylet.
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ class ObjectRef:
 
     def __reduce__(self) -> tuple[Any, ...]:
         serialization.note_contained_ref(self._hex)
-        return (_rebuild, (self._hex,))
+        tracker = _tracker
+        owner = tracker.owner_of(self._hex) if tracker is not None else ""
+        return (_rebuild, (self._hex, owner))
 
     def __await__(self) -> Any:
         """`await ref` in async code (async actors): waits without blocking the event loop."""
@@ -75,5 +77,10 @@ class ObjectRef:
                 pass
 
 
-def _rebuild(hex_id: str) -> ObjectRef:
-    return ObjectRef(hex_id, owned=False)
+def _rebuild(hex_id: str, owner: str = "") -> ObjectRef:
+    ref = ObjectRef.__new__(ObjectRef)
+    ref._hex = hex_id
+    tracker = ref._tracked = _tracker
+    if tracker is not None:
+        tracker.add_ref(hex_id, False, owner)
+    return ref

@@ -1,9 +1,22 @@
 """Reference counting on the client side (mixed into CoreClient).
 
-Each live ObjectRef counts once. When the last one goes, an object this
-process owns is released to the raylet, in batches for small objects and at
-once for store objects. Refs serialized into values or tasks are reported as
-escaped first: other processes may hold them now.
+Each live ObjectRef counts once. The raylet of the object's owner keeps, per
+object, how many references each process holds; this process reports:
+
+- nothing extra for objects it creates (the raylet counts the owner's hold
+  when the task is submitted or the object put);
+- a *borrow* when it first holds a ref another process owns (a ref that came
+  nested inside a value, an argument or a result), keyed by the owner;
+- a *release* when its last ref to an object goes, owned or borrowed.
+
+Borrows go out before any other message, so they reach the raylet before
+whatever let go of the object that carried the ref (the task that passed it
+finishes, the containing object is released). Releases of small objects are
+batched; releases of store objects go at once.
+
+A ref nested inside a task's result must outlive this process's own refs
+until the result reaches the raylet: serializing the result takes a *hold*
+(a local ref count) that is released once that result is sent.
 """
 
 from __future__ import annotations
@@ -21,27 +34,48 @@ RELEASE_SECONDS = 0.05
 class References:
     refcounts: dict[str, int]
     owned: set[str]
+    borrowed: dict[str, str]
     to_release: list[str]
-    escaped: set[str]
-    to_escape: list[str]
+    to_borrow: list[tuple[str, str]]
     results: dict[str, Any]
     ready: set[str]
     _last_release: float
+    worker_id: bytes
 
     def _transmit(self, frames: list[Any]) -> None:
         raise NotImplementedError
 
-    def add_ref(self, oid: str, owned: bool) -> None:
-        self.refcounts[oid] = self.refcounts.get(oid, 0) + 1
+    def add_ref(self, oid: str, owned: bool, owner: str = "") -> None:
+        count = self.refcounts.get(oid, 0)
+        self.refcounts[oid] = count + 1
         if owned:
             self.owned.add(oid)
+        elif count == 0 and oid not in self.owned:
+            self.borrowed[oid] = owner
+            self.to_borrow.append((owner, oid))
+
+    def owner_of(self, oid: str) -> str:
+        """The owner's worker id (hex) of a ref this process holds; '' if unknown."""
+        if oid in self.owned:
+            return self.worker_id.hex()
+        return self.borrowed.get(oid, "")
 
     def remove_ref(self, oid: str) -> None:
         # May run inside garbage collection at any point: only list appends here.
         self.to_release.append(oid)
 
+    def hold_refs(self, oids: list[str]) -> None:
+        """Keep refs nested in a task result counted until the result is sent."""
+        for oid in oids:
+            self.refcounts[oid] = self.refcounts.get(oid, 0) + 1
+
+    def release_held(self, contains: dict[str, list[str]]) -> None:
+        """The results that nest these refs went out (or were dropped)."""
+        for oids in contains.values():
+            self.to_release.extend(oids)
+
     def _flush_refs(self, force: bool = False) -> None:
-        if not self.to_escape:
+        if not self.to_borrow:
             if not self.to_release:
                 return
             # Releases of small objects go out in batches; store objects at once.
@@ -63,22 +97,25 @@ class References:
             if oid in self.owned:
                 self.owned.discard(oid)
                 released.append(oid)
-        escaped, self.to_escape = self.to_escape, []
-        if released or escaped:
-            self._transmit(wire.encode(ReleaseObjects(object_ids=released, escaped=escaped)))
+            elif self.borrowed.pop(oid, None) is not None:
+                released.append(oid)
+        borrowed: dict[str, list[str]] = {}
+        if self.to_borrow:
+            for owner, oid in self.to_borrow:
+                borrowed.setdefault(owner, []).append(oid)
+            self.to_borrow = []
+        if released or borrowed:
+            self._transmit(wire.encode(ReleaseObjects(object_ids=released, borrowed=borrowed)))
 
-    def _flush_escapes(self) -> None:
-        if self.to_escape:
-            escaped, self.to_escape = self.to_escape, []
-            self._transmit(wire.encode(ReleaseObjects(object_ids=[], escaped=escaped)))
+    def _flush_borrows(self) -> None:
+        """Borrows only: releases must wait for buffered tasks that may pin them."""
+        if self.to_borrow:
+            borrowed: dict[str, list[str]] = {}
+            for owner, oid in self.to_borrow:
+                borrowed.setdefault(owner, []).append(oid)
+            self.to_borrow = []
+            self._transmit(wire.encode(ReleaseObjects(object_ids=[], borrowed=borrowed)))
 
     def _in_store(self, oid: str) -> bool:
         result = self.results.get(oid)
         return result is None or result.loc.in_store
-
-    def _note_escaped(self, refs: list[str]) -> None:
-        for oid in refs:
-            if oid not in self.escaped:
-                self.escaped.add(oid)
-                self.to_escape.append(oid)
-

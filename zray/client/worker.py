@@ -27,7 +27,13 @@ from zray.client.concurrency import (
 from zray.client.core import CoreClient
 from zray.client.output import LogForwarder
 from zray.common import serialization, wire
-from zray.common.errors import ProtocolError, TaskCancelledError, TaskError, ZrayError
+from zray.common.errors import (
+    ObjectStoreFullError,
+    ProtocolError,
+    TaskCancelledError,
+    TaskError,
+    ZrayError,
+)
 from zray.common.ids import TaskID
 from zray.common.lifetime import die_with_parent
 from zray.common.messages.raylet import (
@@ -200,7 +206,19 @@ class Worker:
         if outcome.error is not None:
             return self._error_returns(spec.task_id, spec.num_returns, outcome.error, out)
         assert outcome.values is not None
-        return self._store_returns(spec.task_id, outcome.values, out)
+        mark = len(out)
+        try:
+            return self._store_returns(spec.task_id, outcome.values, out, outcome.contains)
+        except ObjectStoreFullError as exc:
+            # The result cannot be stored: the task fails with the store's reason.
+            del out[mark:]
+            self.client.release_held(outcome.contains)
+            outcome.contains.clear()
+            err = TaskError(spec.function_name, f"ObjectStoreFullError: {exc}\n", exc,
+                            os.getpid(), self.client.node_id)
+            outcome.app_error = True
+            return self._error_returns(spec.task_id, spec.num_returns,
+                                       serialization.serialize_error(err).to_bytes(), out)
 
     def _start_concurrency(self, creation: Any) -> None:
         if creation.is_async:
@@ -239,11 +257,17 @@ class Worker:
             raise ValueError(f"task {name} declared num_returns={num_returns} but returned {got}")
         return list(result)
 
-    def _store_returns(self, task_id: str, values: list[Any], out: list[Any]) -> list[ObjectLoc]:
+    def _store_returns(self, task_id: str, values: list[Any], out: list[Any],
+                       contains: dict[str, list[str]]) -> list[ObjectLoc]:
         locs: list[ObjectLoc] = []
         for i, value in enumerate(values, start=1):
             oid = f"{task_id}{i:08x}"
             ser = self.client.serialize_value(value)
+            if ser.contained_refs:
+                # The result keeps its nested refs alive; until it reaches the
+                # raylet this process must (its own refs may go first).
+                self.client.hold_refs(ser.contained_refs)
+                contains[oid] = ser.contained_refs
             if ser.total_size > self.client.inline_limit:
                 locs.append(self.client.store_object(oid, ser))
             else:

@@ -46,6 +46,9 @@ class WorkerSide:
     def _nothing_buffered(self) -> None:
         raise NotImplementedError
 
+    def release_held(self, contains: dict[str, list[str]]) -> None:
+        raise NotImplementedError
+
     def send(self, msg: Any, buffers: Any = ()) -> None:
         raise NotImplementedError
 
@@ -112,6 +115,9 @@ class WorkerSide:
         # The raylet hears first: whatever the owner does next on seeing the
         # results (e.g. a call that kills this worker) reaches the raylet after.
         self.send(TaskFinished(results=results), bufs)
+        for result in results:
+            if result.contains:
+                self.release_held(result.contains)
         self._deliver_to_owners(by_owner, bufs)
 
     def _deliver_to_owners(self, by_owner: dict[str, list[FinishedTask]], bufs: list[Any]) -> None:

@@ -81,6 +81,10 @@ class RayletSettings(Settings):
     num_gpus: float | None = None
     resources: dict[str, float] = {}
     object_store_memory: int | None = None
+    # Where objects go when the store is full (default: <session>/spill).
+    spill_dir: str = ""
+    # Longest a put or task output waits for store memory before it fails.
+    store_full_timeout: float = 10.0
     inline_limit: int = INLINE_LIMIT
     heartbeat_interval: float = 0.5
     max_workers_per_cpu: int = 32

@@ -27,6 +27,8 @@ class ClientRegistered(Message):
     gcs_address: str
     log_address: str
     inline_limit: int
+    # Longest a create may wait for store memory before the raylet refuses it.
+    store_full_timeout: float = 10.0
 
 
 class SubmitTasks(Message):
@@ -42,12 +44,16 @@ class SubmitTasks(Message):
 
 
 class PutObject(Message):
-    """An object created by the sender: inline (one payload frame) or sealed in the store."""
+    """An object created by the sender: inline (one payload frame) or sealed in the store.
+
+    `contains`: refs nested inside the value; they live at least as long as it.
+    """
 
     kind: Literal["PutObject"] = "PutObject"
     object_id: str
     size: int
     in_store: bool
+    contains: list[str] = []
 
 
 class CreateObject(Message):
@@ -79,11 +85,13 @@ class ObjectsReady(Message):
 
 
 class ReleaseObjects(Message):
-    """The sender holds no more references to these objects."""
+    """Reference changes of the sender, applied in order: first `borrowed`
+    (refs it now holds that another process owns, keyed by owner worker id),
+    then `object_ids` (refs it no longer holds, owned or borrowed)."""
 
     kind: Literal["ReleaseObjects"] = "ReleaseObjects"
     object_ids: list[str]
-    escaped: list[str] = []
+    borrowed: dict[str, list[str]] = {}
 
 
 class CancelTask(Message):
@@ -133,6 +141,8 @@ class FinishedTask(Record):
     cancelled: bool = False
     # The worker already sent the returns to the task's owner directly.
     delivered: bool = False
+    # Return object id -> refs nested inside it (kept alive as long as it lives).
+    contains: dict[str, list[str]] = {}
 
 
 class TaskFinished(Message):
@@ -172,14 +182,39 @@ class NodeStatsReply(Message):
     stats: dict[str, object]
 
 
+class ListObjectsRequest(Message):
+    """The node's largest live objects, with who keeps each alive (`zray memory`)."""
+
+    kind: Literal["ListObjectsRequest"] = "ListObjectsRequest"
+    req_id: int
+    limit: int = 20
+
+
+class ObjectSummary(Record):
+    object_id: str
+    size: int
+    where: Literal["memory", "inline", "spilled", "pending"]
+    owner: str
+    holders: list[str]
+    pinned_by_tasks: int
+    contained_in: int
+
+
+class ListObjectsReply(Message):
+    kind: Literal["ListObjectsReply"] = "ListObjectsReply"
+    req_id: int
+    total: int
+    objects: list[ObjectSummary]
+
+
 CLIENT_TO_RAYLET: list[type[Message]] = [
     RegisterClient, SubmitTasks, PutObject, CreateObject, GetObjects, ReleaseObjects,
     CancelTask, WorkerBlocked, WorkerUnblocked, TaskFinished, LogLines, NodeStatsRequest,
-    DisconnectClient, KillActor,
+    DisconnectClient, KillActor, ListObjectsRequest,
 ]
 RAYLET_TO_CLIENT: list[type[Message]] = [
     ClientRegistered, ObjectCreated, ObjectsReady, ExecuteTasks, ExitWorker, ErrorReply,
-    NodeStatsReply,
+    NodeStatsReply, ListObjectsReply,
 ]
 
 

@@ -33,6 +33,8 @@ class NodeInfo(Record):
     store_used: int = 0
     store_capacity: int = 0
     num_objects: int = 0
+    spilled_bytes: int = 0
+    num_spilled: int = 0
     tasks_queued: int = 0
     tasks_running: int = 0
     tasks_finished: int = 0

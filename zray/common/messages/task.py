@@ -55,6 +55,8 @@ class TaskSpec(Record):
     actor_creation: ActorCreation | None = None
     actor_id: str | None = None
     method: str | None = None
+    # Refs nested inside by-value arguments: kept alive until the task is done.
+    nested_refs: list[str] = []
 
 
 class ObjectLoc(Record):

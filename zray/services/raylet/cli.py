@@ -23,7 +23,9 @@ def start(
     num_cpus: Annotated[Optional[float], typer.Option(envvar="ZRAY_NUM_CPUS", help="CPUs to offer (default: all cores).")] = None,
     num_gpus: Annotated[Optional[float], typer.Option(envvar="ZRAY_NUM_GPUS", help="GPUs to offer (default: detected).")] = None,
     resources: Annotated[str, typer.Option(envvar="ZRAY_RESOURCES", help='Custom resources as JSON, e.g. \'{"disk": 2}\'.')] = "{}",
-    object_store_memory: Annotated[Optional[int], typer.Option(envvar="ZRAY_OBJECT_STORE_MEMORY", help="Store capacity in bytes (default: 30% of RAM).")] = None,
+    object_store_memory: Annotated[Optional[int], typer.Option(envvar="ZRAY_OBJECT_STORE_MEMORY", help="Store capacity in bytes (default: 30% of RAM, at most 90% of the store folder's free space).")] = None,
+    spill_dir: Annotated[str, typer.Option(envvar="ZRAY_SPILL_DIR", help="Where objects spill when the store is full (default: <session>/spill).")] = "",
+    store_full_timeout: Annotated[Optional[float], typer.Option(envvar="ZRAY_STORE_FULL_TIMEOUT", help="Seconds a put or task output waits for store memory before ObjectStoreFullError (default 10).")] = None,
     session_dir: Annotated[str, typer.Option(envvar="ZRAY_SESSION_DIR", help="Folder for sockets and logs.")] = "",
     store_dir: Annotated[str, typer.Option(envvar="ZRAY_STORE_DIR", help="Folder of the shared-memory store (default under /dev/shm).")] = "",
     local_address: Annotated[str, typer.Option(envvar="ZRAY_LOCAL_ADDRESS", help="ipc:// address for this node's drivers and workers.")] = "",
@@ -44,6 +46,7 @@ def start(
     settings = RayletSettings.load(
         gcs_address=normalize(gcs_address), num_cpus=num_cpus, num_gpus=num_gpus,
         resources=custom, object_store_memory=object_store_memory, session_dir=session_dir,
+        spill_dir=spill_dir, store_full_timeout=store_full_timeout,
         store_dir=store_dir, local_address=local_address, node_name=node_name,
         log_level=log_level)
     configure_logging("raylet", settings.log_level)

@@ -17,6 +17,11 @@ log = logging.getLogger(__name__)
 GiB = 1024**3
 
 
+# A store folder with less free space than this makes a store too small for
+# real work (docker's default /dev/shm is 64 MiB).
+SMALL_SHM = 512 * 1024**2
+
+
 def default_capacity(directory: str) -> int:
     """30% of RAM, capped by 90% of the free space of the store's file system."""
     ram = psutil.virtual_memory().total
@@ -27,16 +32,23 @@ def default_capacity(directory: str) -> int:
     return int(min(0.3 * ram, 0.9 * free))
 
 
-def check_shm(directory: str, capacity: int) -> str | None:
-    """A warning when the store's file system is smaller than its capacity."""
+def check_shm(directory: str, capacity: int, explicit: bool = True) -> str | None:
+    """A warning when the store's file system is too small: for the capacity
+    asked for (`explicit`), or for real work at all."""
     try:
         free = shutil.disk_usage(directory).free
     except OSError as exc:
         return f"object store folder {directory} is not usable: {exc}"
-    if free < capacity:
-        return (f"object store capacity {capacity / GiB:.1f} GiB exceeds the {free / GiB:.1f} GiB "
+    fix = (f"enlarge it (docker run --shm-size=4g; or mount -o remount,size=4g {directory}) "
+           f"or put the store on a larger tmpfs with --store-dir")
+    if explicit and free < capacity:
+        return (f"object store capacity {capacity / GiB:.2f} GiB exceeds the {free / GiB:.2f} GiB "
                 f"free in {directory}; puts will fail early. Lower --object-store-memory or "
-                f"enlarge the file system (docker: --shm-size).")
+                f"{fix}.")
+    if free < SMALL_SHM:
+        return (f"{directory} has only {free / 1024**2:.0f} MiB free, so the object store is "
+                f"limited to {capacity / 1024**2:.0f} MiB and large objects will spill to disk "
+                f"or fail; {fix}.")
     return None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import signal
 import socket
 import time
@@ -20,9 +21,9 @@ import zmq
 
 from zray.common import wire
 from zray.common.config import RayletSettings
-from zray.common.errors import TaskCancelledError, WorkerCrashedError
+from zray.common.errors import ObjectStoreFullError, TaskCancelledError, WorkerCrashedError
 from zray.common.ids import NodeID, return_object_hex
-from zray.common.messages.base import Message
+from zray.common.messages.base import ErrorReply, Message
 from zray.common.messages.raylet import (
     CLIENT_TO_RAYLET,
     CancelTask,
@@ -33,6 +34,8 @@ from zray.common.messages.raylet import (
     ExecuteTasks,
     GetObjects,
     KillActor,
+    ListObjectsReply,
+    ListObjectsRequest,
     LogLines,
     NodeStatsReply,
     NodeStatsRequest,
@@ -58,11 +61,14 @@ from zray.services.gcs.subscriber import ServiceSubscriber
 from zray.services.raylet import pipelining
 from zray.services.raylet.actors import ActorManager
 from zray.services.raylet.lineage import Lineage
+from zray.services.raylet.object_listing import summarize
 from zray.services.raylet.object_store import SharedMemoryStore, check_shm, default_capacity
 from zray.services.raylet.object_table import ObjectTable
 from zray.services.raylet.resources import fits, node_resources
 from zray.services.raylet.sched_link import SchedulerLink
+from zray.services.raylet.spill_dir import SpillDir
 from zray.services.raylet.state import Client, LocalObject, Task
+from zray.services.raylet.store_memory import StoreMemory
 from zray.services.raylet.task_queue import ReadyQueue
 from zray.services.raylet.worker_pool import WorkerPool, WorkerProc, describe_exit
 
@@ -94,6 +100,12 @@ class Raylet(Service):
         self.tasks: dict[str, Task] = {}
         self.objects = ObjectTable()
         self.lineage = Lineage()
+        self.spill_dir = settings.spill_dir or os.path.join(self.session_dir, "spill")
+        self.memory = StoreMemory(self.store, SpillDir(self.spill_dir), self.objects,
+                                  settings.store_full_timeout, self.describe_client,
+                                  self.args_in_use)
+        # Gets of spilled objects that wait for room to restore them.
+        self.restore_waiting: list[tuple[bytes, str]] = []
         self.clients: dict[bytes, Client] = {}
         self.infeasible: dict[str, Task] = {}
         self.outbox: dict[bytes, list[tuple[LocalObject, bool]]] = {}
@@ -127,11 +139,14 @@ class Raylet(Service):
             DisconnectClient: self.on_disconnect,
             NodeStatsRequest: self.on_stats,
             KillActor: self.on_kill_actor,
+            ListObjectsRequest: self.on_list_objects,
         }, routed=True)
         self.gcs = ServiceGcs(self, s.gcs_address)
-        warning = check_shm(os.path.dirname(self.store_dir), self.store.capacity)
+        warning = check_shm(os.path.dirname(self.store_dir), self.store.capacity,
+                            explicit=bool(s.object_store_memory))
         if warning:
             log.warning("%s: %s", self.name, warning)
+        self.every(0.1, self.memory_tick)
         if self._prespawned is not None:
             self.pool = self._prespawned
         else:
@@ -147,8 +162,10 @@ class Raylet(Service):
         self.subscriber = ServiceSubscriber(self, self.gcs)
         self.sched.follow(self.subscriber)
         self.publish_node()
-        log.info("%s: serving on %s; resources %s; store %s (%.2f GiB)", self.name,
-                 self.local_address, self.total, self.store_dir, self.store.capacity / 1024**3)
+        log.info("%s: serving on %s; resources %s; store %s (%.2f GiB); spill folder %s; "
+                 "a full store fails puts after %.1fs", self.name, self.local_address, self.total,
+                 self.store_dir, self.store.capacity / 1024**3, self.spill_dir,
+                 s.store_full_timeout)
 
     # client registry -----------------------------------------------------
     def on_register(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
@@ -164,7 +181,8 @@ class Raylet(Service):
             req_id=msg.req_id, node_id=self.node_id, job_id=msg.job_id or "",
             session_dir=self.session_dir, store_dir=self.store_dir,
             gcs_address=self.settings.gcs_address, log_address=self.log_address,
-            inline_limit=self.settings.inline_limit))
+            inline_limit=self.settings.inline_limit,
+            store_full_timeout=self.settings.store_full_timeout))
         self.schedule_soon()
 
     @staticmethod
@@ -223,9 +241,12 @@ class Raylet(Service):
             obj.owner = owner
             obj.job_id = spec.job_id
             obj.waiting_clients.append((owner, True))
+            self.objects.hold(obj, owner)
         for arg in spec.args:
             if arg.ref is not None:
                 self.objects.depend(task, arg.ref)
+        for oid in spec.nested_refs:
+            self.objects.pin(oid)
         if spec.actor_creation is not None:
             self.actors.created(task)
         if spec.actor_id is not None:
@@ -307,10 +328,16 @@ class Raylet(Service):
         worker.tasks.append(task)
         bufs = list(task.bufs)
         arg_objects = []
+        now = time.monotonic()
         for arg in task.spec.args:
             if arg.ref is None:
                 continue
             obj = self.objects.entry(arg.ref)
+            obj.last_used = now
+            if obj.spilled and not self.memory.restore(obj):
+                log.warning("%s: no room to restore argument %s of task %s: %s", self.name,
+                            arg.ref[:16], task.spec.task_id[:12],
+                            self.memory.full_error(obj.size, arg.ref, 0.0))
             if obj.in_store:
                 arg_objects.append(ObjectLoc(object_id=arg.ref, size=obj.size, in_store=True,
                                              is_error=obj.is_error))
@@ -383,13 +410,13 @@ class Raylet(Service):
             if result.delivered:
                 self._skip_owner_push(task)
             if task.spec.actor_creation is not None:
-                self._complete(task, result.returns, bufs)
+                self._complete(task, result.returns, bufs, result.contains)
                 self.actors.constructor_done(task, result.app_error,
                                              _error_text(result.returns, bufs))
                 continue
             if task.spec.actor_id is not None:
                 self.actors.call_finished(task)
-                self._complete(task, result.returns, bufs)
+                self._complete(task, result.returns, bufs, result.contains)
                 continue
             if result.app_error and task.spec.retry_exceptions and task.retries_left > 0 \
                     and not task.cancelled:
@@ -397,7 +424,7 @@ class Raylet(Service):
             else:
                 if result.app_error:
                     self.counters["failed"] += 1
-                self._complete(task, result.returns, bufs)
+                self._complete(task, result.returns, bufs, result.contains)
         self.schedule_soon()
 
     def _skip_owner_push(self, task: Task) -> None:
@@ -414,12 +441,14 @@ class Raylet(Service):
                  task.spec.task_id[:12], task.spec.function_name, why, task.retries_left)
         self._enqueue(task, front=True)
 
-    def _complete(self, task: Task, returns: list[ObjectLoc], bufs: list[Any]) -> None:
+    def _complete(self, task: Task, returns: list[ObjectLoc], bufs: list[Any],
+                  contains: dict[str, list[str]] | None = None) -> None:
         self.tasks.pop(task.spec.task_id, None)
         self.counters["finished"] += 1
         for loc in returns:
             data = bufs[loc.buf] if loc.buf >= 0 else None
-            self._seal(loc.object_id, loc.size, data, loc.in_store, loc.is_error)
+            self._seal(loc.object_id, loc.size, data, loc.in_store, loc.is_error,
+                       contains=contains.get(loc.object_id) if contains else None)
         if task.spec.actor_creation is not None and task.spec.actor_creation.max_restarts:
             return  # a restart runs the constructor again: its arguments stay pinned
         for arg in task.spec.args:
@@ -427,6 +456,10 @@ class Raylet(Service):
                 obj = self.objects.unpin(arg.ref)
                 if obj is not None:
                     self._maybe_free(obj)
+        for oid in task.spec.nested_refs:
+            obj = self.objects.unpin(oid)
+            if obj is not None:
+                self._maybe_free(obj)
 
     def fail_task(self, task: Task, error: BaseException) -> None:
         self.counters["failed"] += 1
@@ -437,8 +470,10 @@ class Raylet(Service):
 
     # objects -------------------------------------------------------------
     def _seal(self, oid: str, size: int, data: Any, in_store: bool, is_error: bool,
-              owner: bytes | None = None, job_id: str = "") -> None:
-        sealed = self.objects.seal(oid, size, data, in_store, is_error, owner, job_id)
+              owner: bytes | None = None, job_id: str = "",
+              contains: list[str] | None = None) -> None:
+        sealed = self.objects.seal(oid, size, data, in_store, is_error, owner, job_id, contains,
+                                   time.monotonic() if in_store else 0.0)
         for task in sealed.ready_tasks:
             if task.spec.actor_id is not None:
                 self.actors.pump_for(task)
@@ -458,6 +493,8 @@ class Raylet(Service):
         if not self._outbox_scheduled:
             self._outbox_scheduled = True
             self.after_batch(self._flush_outbox)
+        if obj.in_store:
+            obj.last_used = time.monotonic()
         self.outbox.setdefault(ident, []).append((obj, fetch))
 
     def _flush_outbox(self) -> None:
@@ -481,10 +518,12 @@ class Raylet(Service):
         ident = route[0]
         for oid in msg.object_ids:
             obj = self.objects.entry(oid)
-            if obj.ready:
-                self._push(ident, obj, msg.fetch)
-            else:
+            if not obj.ready:
                 obj.waiting_clients.append((ident, msg.fetch))
+            elif msg.fetch and obj.spilled and not self.memory.restore(obj):
+                self.restore_waiting.append((ident, oid))
+            else:
+                self._push(ident, obj, msg.fetch)
 
     def on_put(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
         assert isinstance(msg, PutObject)
@@ -494,19 +533,50 @@ class Raylet(Service):
             raise ValueError(f"inline put of {msg.object_id} needs 1 frame, got {len(bufs)}")
         client = self.clients.get(route[0])
         self._seal(msg.object_id, msg.size, None if msg.in_store else bufs[0], msg.in_store, False,
-                   owner=route[0], job_id=client.job_id if client else "")
+                   owner=route[0], job_id=client.job_id if client else "", contains=msg.contains)
 
     def on_create(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
         assert isinstance(msg, CreateObject)
-        path = self.store.reserve(msg.object_id, msg.size)
-        self.send(self.router, route, ObjectCreated(req_id=msg.req_id, path=path))
+        if msg.size < 0:
+            raise ValueError(f"object {msg.object_id} has negative size {msg.size}")
+        if msg.size > self.store.capacity:
+            raise ObjectStoreFullError(self.memory.full_error(msg.size, msg.object_id, 0.0))
+        path = self.memory.reserve(msg.object_id, msg.size)
+        if path is None:
+            # Back-pressure: answered when memory frees, or with an error at the deadline.
+            self.memory.wait_for_room(route, msg.req_id, msg.object_id, msg.size)
+        else:
+            self.send(self.router, route, ObjectCreated(req_id=msg.req_id, path=path))
+
+    def memory_tick(self) -> None:
+        """Grant or fail creates waiting for memory; restore objects gets wait for."""
+        if self.memory.pending:
+            granted, expired = self.memory.retry_pending()
+            for req, path in granted:
+                self.send(self.router, req.route, ObjectCreated(req_id=req.req_id, path=path))
+            for req, text in expired:
+                log.warning("%s: %s", self.name, text)
+                self.send(self.router, req.route, ErrorReply(
+                    req_id=req.req_id, error=f"ObjectStoreFullError: {text}"))
+        if self.restore_waiting:
+            waiting, self.restore_waiting = self.restore_waiting, []
+            for ident, oid in waiting:
+                obj = self.objects.get(oid)
+                if obj is not None:
+                    self.on_get([ident], GetObjects(object_ids=[oid]), [])
 
     def on_release(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
         assert isinstance(msg, ReleaseObjects)
-        for oid in msg.escaped:
-            self.objects.escaped(oid)
+        holder = route[0]
+        # Borrows first: a ref borrowed and dropped in one report nets out.
+        for owner, oids in msg.borrowed.items():
+            # With one node every owner is local; with several, a borrow of an
+            # object owned elsewhere would be forwarded to the owner's raylet.
+            del owner
+            for oid in oids:
+                self.objects.hold(self.objects.entry(oid), holder)
         for oid in msg.object_ids:
-            obj = self.objects.released(oid)
+            obj = self.objects.drop(oid, holder)
             if obj is not None:
                 self._maybe_free(obj)
 
@@ -515,12 +585,42 @@ class Raylet(Service):
             self._free(obj)
 
     def _free(self, obj: LocalObject) -> None:
-        self.objects.remove(obj)
+        for inner in self.objects.remove(obj):
+            self._maybe_free(inner)
         if obj.in_store:
-            self.store.free(obj.object_id)
+            self.memory.free(obj)
             self.gcs.write(OBJECTS, obj.object_id, None)
+            if self.memory.pending:
+                self.after_batch(self.memory_tick)
         for task_id in self.lineage.object_freed(obj.object_id):
             self.gcs.write(TASKS, task_id, None)
+
+    def args_in_use(self) -> dict[str, int]:
+        """Store objects that tasks sent to workers read: these must not spill."""
+        used: dict[str, int] = {}
+        for worker in self.pool.workers.values():
+            for task in worker.tasks:
+                for arg in task.spec.args:
+                    if arg.ref is not None:
+                        used[arg.ref] = used.get(arg.ref, 0) + 1
+        return used
+
+    def describe_client(self, ident: bytes) -> str:
+        """Who a holder is, for `zray memory` and the full-store error."""
+        client = self.clients.get(ident)
+        worker = self.pool.workers.get(ident)
+        if worker is not None and worker.actor_id is not None:
+            return f"actor {worker.actor_id[:12]} (pid {worker.pid})"
+        if client is None:
+            return f"process {ident.hex()[:12]} (gone)"
+        return f"{'driver' if client.is_driver else 'worker'} pid {client.pid}"
+
+    def on_list_objects(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        assert isinstance(msg, ListObjectsRequest)
+        objects = list(self.objects.objects.values())
+        self.send(self.router, route, ListObjectsReply(
+            req_id=msg.req_id, total=len(objects),
+            objects=summarize(objects, msg.limit, self.describe_client)))
 
     # cancellation and blocking ---------------------------------------------
     def on_cancel(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
@@ -588,6 +688,8 @@ class Raylet(Service):
             self._readers[self.router].drain_batch()
         for worker, code in dead:
             self.clients.pop(worker.worker_id, None)
+            for obj in self.objects.drop_holder(worker.worker_id):
+                self._maybe_free(obj)
             tasks = list(worker.tasks)
             if worker.actor_id is not None and not tasks:
                 self._release_lease(worker)
@@ -675,6 +777,7 @@ class Raylet(Service):
             heartbeat_time=now, resources_total=self.total,
             resources_available=dict(self.queue.available), store_used=self.store.used,
             store_capacity=self.store.capacity, num_objects=len(self.objects),
+            spilled_bytes=self.memory.spill.used, num_spilled=len(self.memory.spill),
             tasks_queued=len(self.queue) + sum(1 for t in self.tasks.values() if t.missing),
             tasks_running=sum(1 for w in self.pool.workers.values() if w.task is not None),
             tasks_finished=self.counters["finished"], tasks_failed=self.counters["failed"],
@@ -692,6 +795,9 @@ class Raylet(Service):
     def on_close(self) -> None:
         self.pool.stop_all()
         self.store.destroy()
+        self.memory.spill.destroy()
+        if not self.settings.spill_dir:
+            shutil.rmtree(self.spill_dir, ignore_errors=True)
         self.gcs.write(NODES, self.node_id, self.node_info(alive=False).model_dump_json().encode())
         self.gcs.flush()
         # Give the final node record a moment to leave; other sockets do not linger.

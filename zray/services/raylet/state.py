@@ -33,9 +33,16 @@ class LocalObject:
     job_id: str = ""
     waiting_tasks: list[Task] = field(default_factory=list)
     waiting_clients: list[tuple[bytes, bool]] = field(default_factory=list)
+    # Lifetime: references per process (worker id -> count; the owner's own
+    # refs count as one hold), pending tasks that take it as an argument or
+    # nest it in theirs, and live objects that nest it.
+    holders: dict[bytes, int] = field(default_factory=dict)
     pins: int = 0
-    released: bool = False
-    escaped: bool = False
+    contained_in: int = 0
+    contains: list[str] = field(default_factory=list)
+    # Memory: spilled to disk (not in the store), and when last used (LRU).
+    spilled: bool = False
+    last_used: float = 0.0
 
 
 @dataclass(eq=False, slots=True)
