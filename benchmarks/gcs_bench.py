@@ -2,15 +2,16 @@
 
     python benchmarks/gcs_bench.py [--shards 1,2,4] [--clients 1,4] [--duration 3]
                                    [--warmup 0.5] [--value-bytes 100] [--window 256]
-                                   [--batch 100] [--ops write,write_batched,read,read_batched]
-                                   [--out rows.json]
+                                   [--batch 100] [--batch-window 16]
+                                   [--ops write,write_batched,read,read_batched] [--out rows.json]
 
 Every (shards, clients) configuration gets a fresh GCS (`python -m zray.services.gcs
 start`) on ipc sockets in a new folder under /tmp, which is stopped and removed
 afterwards. Each client is its own process with one DEALER socket per shard.
-It keeps `--window` requests in flight, so the shard's group commit sees many
-writes per loop turn, and counts the requests answered between the end of the
-warm-up and the end of the run. All clients of a run share one start time.
+It keeps `--window` requests in flight (`--batch-window` for the batched ops),
+so the shard's group commit sees many writes per loop turn, and counts the
+requests answered between the end of the warm-up and the end of the run. All
+clients of a run share one start time.
 
 Operations (one row each):
 - write: a GcsWrite with one op (a new key `c{client}-{i}`, a value of --value-bytes).
@@ -28,9 +29,11 @@ the whole machine (the rest is other work on the host).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
-import multiprocessing
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -38,15 +41,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from typing import Any
 
 import psutil
 import zmq
 
 from zray.common import wire
-from zray.common.messages.base import ErrorReply, Message
+from zray.common.lifetime import die_with_parent
+from zray.common.messages.base import ErrorReply
 from zray.common.messages.gcs import GCS_REPLIES, GcsRead, GcsReadReply, GcsWrite, WriteOp
 from zray.common.messages.tables import KV
 from zray.common.sockets import configure, readable, recv_frames, send_frames
@@ -58,8 +60,10 @@ START_TIMEOUT = 30.0  # seconds for a new GCS to answer `check`
 STALL_TIMEOUT = 10.0  # seconds without any reply before a client gives up
 REPLIES = wire.Protocol("gcs-bench", GCS_REPLIES)
 
+Request = tuple[int, int, int, list[Any]]  # req_id, shard, number of keys, frames
 
-@dataclass(frozen=True)
+
+@dataclasses.dataclass(frozen=True)
 class Phase:
     op: str
     start_at: float  # time.monotonic() values; CLOCK_MONOTONIC is the same in every process
@@ -74,12 +78,13 @@ class Client:
     """One benchmark client: a DEALER per shard and a window of requests in flight."""
 
     def __init__(self, index: int, address: str, num_shards: int, value_bytes: int, window: int,
-                 batch: int) -> None:
+                 batch: int, batch_window: int) -> None:
         self.index = index
         self.num_shards = num_shards
         self.value = os.urandom(value_bytes)
         self.window = window
         self.batch = batch
+        self.batch_window = batch_window
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.socks: list[zmq.Socket[Any]] = []
         self.poller = zmq.Poller()
@@ -88,7 +93,6 @@ class Client:
             sock.connect(shard_address(address, i))
             self.socks.append(sock)
             self.poller.register(sock, zmq.POLLIN)
-        self.shard_of_sock = {sock: i for i, sock in enumerate(self.socks)}
         self.next_req = 0
         self.next_key = 0
         # The keys reads cycle through, by shard.
@@ -102,7 +106,7 @@ class Client:
             sock.close(0)
         self.ctx.term()
 
-    # requests: each returns (shard, number of keys, frames) ---------------------------------
+    # requests: each is (req_id, shard, number of keys, frames) -------------------------------
     def _req_id(self) -> int:
         self.next_req += 1
         return self.next_req
@@ -111,19 +115,21 @@ class Client:
         self.next_key += 1
         return f"c{self.index}-{self.next_key}"
 
-    def _write(self, shard: int, keys: list[str]) -> tuple[int, int, list[Any]]:
-        msg = GcsWrite(req_id=self._req_id(), ops=[WriteOp(table=KV, key=k, buf=i) for i, k in enumerate(keys)])
-        return shard, len(keys), wire.encode(msg, [self.value] * len(keys))
+    def _write(self, shard: int, keys: list[str]) -> Request:
+        req_id = self._req_id()
+        msg = GcsWrite(req_id=req_id, ops=[WriteOp(table=KV, key=k, buf=i) for i, k in enumerate(keys)])
+        return req_id, shard, len(keys), wire.encode(msg, [self.value] * len(keys))
 
-    def _read(self, shard: int, keys: list[str]) -> tuple[int, int, list[Any]]:
-        return shard, len(keys), wire.encode(GcsRead(req_id=self._req_id(), table=KV, keys=keys))
+    def _read(self, shard: int, keys: list[str]) -> Request:
+        req_id = self._req_id()
+        return req_id, shard, len(keys), wire.encode(GcsRead(req_id=req_id, table=KV, keys=keys))
 
-    def single_writes(self) -> Iterator[tuple[int, int, list[Any]]]:
+    def single_writes(self) -> Iterator[Request]:
         while True:
             key = self._new_key()
             yield self._write(shard_of(key, self.num_shards), [key])
 
-    def batched_writes(self) -> Iterator[tuple[int, int, list[Any]]]:
+    def batched_writes(self) -> Iterator[Request]:
         buckets: list[list[str]] = [[] for _ in range(self.num_shards)]
         while True:
             key = self._new_key()
@@ -134,14 +140,14 @@ class Client:
                 buckets[shard] = []
                 yield self._write(shard, bucket)
 
-    def single_reads(self) -> Iterator[tuple[int, int, list[Any]]]:
+    def single_reads(self) -> Iterator[Request]:
         while True:
             for i in range(max(len(keys) for keys in self.read_keys)):
                 for shard, keys in enumerate(self.read_keys):
                     if keys:
                         yield self._read(shard, [keys[i % len(keys)]])
 
-    def batched_reads(self) -> Iterator[tuple[int, int, list[Any]]]:
+    def batched_reads(self) -> Iterator[Request]:
         while True:
             for shard, keys in enumerate(self.read_keys):
                 if keys:
@@ -152,11 +158,11 @@ class Client:
         """Write the keys the reads will ask for (untimed)."""
         requests = [self._write(shard, keys[i:i + 500])
                     for shard, keys in enumerate(self.read_keys) for i in range(0, len(keys), 500)]
-        self.run(iter(requests), Phase("preload", 0.0, float("inf"), float("inf")))
+        self.run(iter(requests), Phase("preload", 0.0, float("inf"), float("inf")), self.batch_window)
 
     # the loop ---------------------------------------------------------------------------------
-    def run(self, requests: Iterator[tuple[int, int, list[Any]]], phase: Phase) -> dict[str, Any]:
-        """Send from `requests` keeping the window full until phase.end_at (or until
+    def run(self, requests: Iterator[Request], phase: Phase, window: int) -> dict[str, Any]:
+        """Send from `requests` keeping `window` requests in flight until phase.end_at (or until
         `requests` runs out); count answers that arrive in [measure_from, end_at)."""
         while (wait := phase.start_at - time.monotonic()) > 0:
             time.sleep(wait)
@@ -174,13 +180,13 @@ class Client:
             if not measuring and now >= phase.measure_from:
                 measuring = True
                 cpu_start = time.process_time()
-            while not exhausted and len(outstanding) < self.window:
+            while not exhausted and len(outstanding) < window:
                 try:
-                    shard, nkeys, frames = next(requests)
+                    req_id, shard, nkeys, frames = next(requests)
                 except StopIteration:
                     exhausted = True
                     break
-                outstanding[self.next_req] = (shard, nkeys)
+                outstanding[req_id] = (shard, nkeys)
                 send_frames(self.socks[shard], frames)
             if not self.poller.poll(100):
                 if time.monotonic() - last_reply > STALL_TIMEOUT:
@@ -191,7 +197,7 @@ class Client:
             count = measuring and now < phase.end_at
             for sock in self.socks:
                 while readable(sock):
-                    reply, bufs = REPLIES.decode(recv_frames(sock, zmq.NOBLOCK))
+                    reply = REPLIES.decode(recv_frames(sock, zmq.NOBLOCK))[0]
                     shard, nkeys = outstanding.pop(getattr(reply, "req_id", -1), (-1, 0))
                     if shard < 0:
                         continue  # an answer to an earlier phase
@@ -217,29 +223,66 @@ class Client:
                 continue
             for sock in self.socks:
                 while readable(sock):
-                    reply: Message = REPLIES.decode(recv_frames(sock, zmq.NOBLOCK))[0]
+                    reply = REPLIES.decode(recv_frames(sock, zmq.NOBLOCK))[0]
                     outstanding.pop(getattr(reply, "req_id", -1), None)
 
 
-def client_main(conn: Connection, index: int, address: str, num_shards: int, value_bytes: int,
-                window: int, batch: int) -> None:
-    """A client process: preload, say ready, then run the phases main sends."""
+def client_main(config: dict[str, Any]) -> int:
+    """A client process (this file run with --client): preload, say ready, then run
+    each phase read from stdin and write its result to stdout, as JSON lines."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    client = Client(index, address, num_shards, value_bytes, window, batch)
+    client = Client(**config)
     try:
         client.preload()
-        conn.send("ready")
-        generators: dict[str, Callable[[], Iterator[tuple[int, int, list[Any]]]]] = {
+        print(json.dumps("ready"), flush=True)
+        generators: dict[str, Callable[[], Iterator[Request]]] = {
             "write": client.single_writes, "write_batched": client.batched_writes,
             "read": client.single_reads, "read_batched": client.batched_reads}
-        while True:
-            phase = conn.recv()
-            if phase is None:
-                return
-            conn.send(client.run(generators[phase.op](), phase))
+        while line := sys.stdin.readline():  # EOF: the parent is done with us
+            phase = Phase(**json.loads(line))
+            window = client.batch_window if phase.op.endswith("_batched") else client.window
+            print(json.dumps(client.run(generators[phase.op](), phase, window)), flush=True)
+    except BrokenPipeError:  # the parent stopped the run
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit flush
     finally:
         client.close()
-        conn.close()
+    return 0
+
+
+class ClientProcess:
+    """The parent's handle on one client process: JSON lines over its stdin and stdout."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        command = [sys.executable, os.path.abspath(__file__), "--client", json.dumps(config)]
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     preexec_fn=functools.partial(die_with_parent, os.getpid()))
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
+
+    def send(self, obj: Any) -> None:
+        self.stdin.write(json.dumps(obj) + "\n")
+        self.stdin.flush()
+
+    def receive(self, timeout: float, what: str) -> Any:
+        if not select.select([self.stdout], [], [], timeout)[0]:
+            raise RuntimeError(f"client {self.proc.pid} did not send {what} within {timeout:.0f}s")
+        line = self.stdout.readline()
+        if not line:
+            raise RuntimeError(f"client {self.proc.pid} exited with code {self.proc.wait()} before "
+                               f"sending {what}")
+        return json.loads(line)
+
+    def stop(self, timeout: float) -> None:
+        try:
+            self.stdin.close()  # EOF: a client waiting for a phase exits
+        except BrokenPipeError:
+            pass
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.stdout.close()
 
 
 # --- GCS process ------------------------------------------------------------------------------
@@ -258,12 +301,13 @@ class Gcs:
 
     def start(self) -> None:
         with open(self.log_path, "wb") as log:
-            # Its own session, so the forked shards share a process group we can stop by id.
+            # Its own session keeps Ctrl-C away from it: we stop it. It gets SIGTERM if we die.
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "zray.services.gcs", "start", "--shards", str(self.shards),
                  "--address", self.address, "--data-dir", os.path.join(self.dir, "data"),
                  "--log-level", "WARNING"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=functools.partial(die_with_parent, os.getpid()))
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             check = subprocess.run([sys.executable, "-m", "zray.services.gcs", "check", self.address,
@@ -296,25 +340,24 @@ class Gcs:
 
     def stop(self) -> None:
         try:
-            if self.proc is not None and self.proc.poll() is None:
+            if self.proc is None:
+                return
+            if self.proc.poll() is None:
+                try:  # include shards start() did not get to see, if it failed early
+                    root = psutil.Process(self.proc.pid)
+                    self.procs += [p for p in [root, *root.children(recursive=True)] if p not in self.procs]
+                except psutil.NoSuchProcess:
+                    pass
                 self.proc.terminate()  # shard 0 stops the shards it forked
                 try:
                     self.proc.wait(15.0)
                 except subprocess.TimeoutExpired:
-                    pass
-            if self.proc is not None:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)  # anything of its group left behind
-                except ProcessLookupError:
-                    pass
-                self.proc.wait()
-            for proc in self.procs:
-                try:
-                    proc.wait(5.0)
-                except psutil.NoSuchProcess:
-                    pass
-                except psutil.TimeoutExpired:
-                    proc.kill()
+                    self.proc.kill()
+                    self.proc.wait()
+            _, alive = psutil.wait_procs(self.procs, timeout=5.0)
+            for proc in alive:
+                proc.kill()  # psutil checks the start time, so a reused pid is never hit
+            psutil.wait_procs(alive, timeout=5.0)
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -333,51 +376,33 @@ def sleep_until(when: float) -> None:
 
 
 def run_config(shards: int, clients: int, args: argparse.Namespace) -> list[dict[str, Any]]:
-    ctx = multiprocessing.get_context("spawn")
     gcs = Gcs(shards)
-    procs: list[multiprocessing.process.BaseProcess] = []
-    conns: list[Connection] = []
+    procs: list[ClientProcess] = []
     rows: list[dict[str, Any]] = []
     try:
         gcs.start()
         for i in range(clients):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=client_main, name=f"gcs-bench-client-{i}",
-                               args=(child, i, gcs.address, shards, args.value_bytes, args.window,
-                                     args.batch))
-            proc.start()
-            child.close()
-            procs.append(proc)
-            conns.append(parent)
-        for conn in conns:
-            if not conn.poll(60.0) or conn.recv() != "ready":
-                raise RuntimeError("a client did not get ready within 60s")
+            procs.append(ClientProcess({
+                "index": i, "address": gcs.address, "num_shards": shards, "value_bytes": args.value_bytes,
+                "window": args.window, "batch": args.batch, "batch_window": args.batch_window}))
+        for proc in procs:
+            if proc.receive(60.0, "ready") != "ready":
+                raise RuntimeError(f"client {proc.proc.pid} sent something other than ready")
         for op in args.ops:
             start = time.monotonic() + 0.2
             phase = Phase(op, start, start + args.warmup, start + args.warmup + args.duration)
-            for conn in conns:
-                conn.send(phase)
+            for proc in procs:
+                proc.send(dataclasses.asdict(phase))
             sleep_until(phase.measure_from)
             gcs_cpu, busy = gcs.cpu_seconds(), machine_busy_seconds()
             sleep_until(phase.end_at)
             gcs_cpu, busy = gcs.cpu_seconds() - gcs_cpu, machine_busy_seconds() - busy
-            results = []
-            for conn in conns:
-                if not conn.poll(STALL_TIMEOUT + 30.0):
-                    raise RuntimeError(f"a client did not report {op} in time")
-                results.append(conn.recv())
+            results = [proc.receive(2 * STALL_TIMEOUT, f"its {op} result") for proc in procs]
             rows.append(make_row(shards, clients, op, args, results, gcs_cpu, busy))
             print(format_row(rows[-1]), file=sys.stderr, flush=True)
-        for conn in conns:
-            conn.send(None)
     finally:
-        for proc in procs:
-            proc.join(10.0)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-        for conn in conns:
-            conn.close()
+        for proc in procs:  # a client in the middle of a phase finishes it first
+            proc.stop(args.warmup + args.duration + STALL_TIMEOUT)
         gcs.stop()
     return rows
 
@@ -385,6 +410,7 @@ def run_config(shards: int, clients: int, args: argparse.Namespace) -> list[dict
 def make_row(shards: int, clients: int, op: str, args: argparse.Namespace, results: list[dict[str, Any]],
              gcs_cpu: float, busy: float) -> dict[str, Any]:
     duration = args.duration
+    batched = op.endswith("_batched")
     by_shard = [sum(r["by_shard"][i] for r in results) / duration for i in range(shards)]
     ops_per_s = sum(by_shard)
     client_cpu = sum(r["cpu_s"] for r in results)
@@ -392,7 +418,8 @@ def make_row(shards: int, clients: int, op: str, args: argparse.Namespace, resul
         "shards": shards,
         "clients": clients,
         "op": op,
-        "batch": args.batch if op.endswith("_batched") else 1,
+        "batch": args.batch if batched else 1,
+        "window": args.batch_window if batched else args.window,
         "ops_per_s": round(ops_per_s),
         "per_shard_ops_per_s": round(ops_per_s / shards),
         "by_shard_ops_per_s": [round(x) for x in by_shard],
@@ -451,10 +478,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="requests in flight per client (default 256)")
     parser.add_argument("--batch", type=int, default=100,
                         help="keys per request in the *_batched ops (default 100)")
+    parser.add_argument("--batch-window", type=int, default=16,
+                        help="requests in flight per client in the *_batched ops (default 16)")
     parser.add_argument("--ops", type=op_list, default=list(OPS),
                         help=f"operations (default {','.join(OPS)})")
     parser.add_argument("--out", help="also write the JSON rows to this file")
+    parser.add_argument("--client", help=argparse.SUPPRESS)  # internal: run as a client process
     args = parser.parse_args(argv)
+    if args.client:
+        return client_main(json.loads(args.client))
+    # SIGTERM unwinds like Ctrl-C, so every GCS and client is stopped and its folder removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     print(HEADER, file=sys.stderr, flush=True)
     rows: list[dict[str, Any]] = []

@@ -54,11 +54,18 @@ def test_task_specs_are_removed_once_their_results_are_dropped() -> None:
             second = extend.remote(first, 10)
             assert len(zray.get(second)) == 300_010
             first_task, second_task = first.hex()[:32], second.hex()[:32]
+
+            def specs() -> set[str]:
+                return {k for k, _ in gcs.scan("tasks")}
+
+            # Specs reach the GCS a moment after submission (write-behind).
+            poll_for(lambda: {first_task, second_task} <= specs(), 10, interval=0.05,
+                     what="both specs in the GCS")
             del first
-            keys = {k for k, _ in gcs.scan("tasks")}
-            assert {first_task, second_task} <= keys, "a referenced result keeps its lineage"
+            assert tasks_rows() >= 2  # the driver has sent its releases by now
+            assert {first_task, second_task} <= specs(), "a referenced result keeps its lineage"
             del second
-            poll_for(lambda: tasks_rows() >= 0 and second_task not in {k for k, _ in gcs.scan("tasks")},
+            poll_for(lambda: tasks_rows() >= 0 and not {first_task, second_task} & specs(),
                      30, interval=0.1, what="the lineage to go with the last reference")
         finally:
             gcs.close()
