@@ -100,29 +100,37 @@ def test_changes_are_published(gcs: ServiceProc, gcs_client: GcsClient) -> None:
     sub.connect(gcs.address + ".pub")
     key = unique("pub")
     try:
-        received: list[tuple[str, int, str, bytes | None]] = []
+        received: list[tuple[int, str, bytes | None]] = []
+
+        def receive(timeout_ms: int) -> bool:
+            if not sub.poll(timeout_ms):
+                return False
+            pub = decode_publication(sub.recv_multipart())
+            assert pub is not None and pub[0] == "kv"
+            received.extend(pub[1])
+            return True
 
         def got_it() -> bool:
             # PUB/SUB joins asynchronously: keep writing until a publication arrives.
             gcs_client.put("kv", key, b"v1")
-            while sub.poll(50):
-                pub = decode_publication(sub.recv_multipart())
-                assert pub is not None
-                received.append(pub)
-            return any(k == key for _, _, k, _ in received)
+            while receive(50):
+                pass
+            return any(k == key for _, k, _ in received)
 
         poll_for(got_it, 20, interval=0.05, what="a publication of the write")
-        table, seq, _, value = next(p for p in received if p[2] == key)
-        assert (table, value) == ("kv", b"v1")
+        seq, _, value = next(p for p in received if p[1] == key)
+        assert value == b"v1"
         assert seq <= gcs_client.scan_shard(0, "kv", limit=1)[1]
+        # One commit of several keys: one message, consecutive table sequences.
+        received.clear()
+        gcs_client.put_many([("kv", key + "-a", b"a"), ("kv", key + "-b", b"b")])
         gcs_client.delete("kv", key)
-        while True:
-            deleted = decode_publication(recv_within(sub, 10, "the delete"))
-            assert deleted is not None
-            if deleted[3] is None:
-                break
-        assert deleted[2] == key
-        assert deleted[1] > seq
+        while len(received) < 3:
+            assert receive(10_000), "the batch and the delete"
+        assert [k for _, k, _ in received] == [key + "-a", key + "-b", key]
+        assert [v for _, _, v in received] == [b"a", b"b", None]
+        seqs = [s for s, _, _ in received]
+        assert seqs == list(range(seqs[0], seqs[0] + 3)) and seqs[0] > seq
     finally:
         sub.close(0)
 

@@ -142,16 +142,17 @@ def test_acknowledged_writes_and_sequences_survive_kill_9(folder: str) -> None:
 
 
 def test_subscriber_resyncs_after_publications_are_dropped(folder: str) -> None:
-    # A tiny publication queue: a stalled subscriber loses publications for real.
+    # Tiny publication queues: a stalled subscriber loses publications for real.
     group = start_group(folder, env={"ZRAY_GCS_PUB_HWM": "10"})
     client = GcsClient(group.address, timeout=10.0)
     follower = GcsClient(group.address, timeout=10.0)
-    sub = ThreadSubscriber(follower, {"objects": None})
+    sub = ThreadSubscriber(follower, {"objects": None}, queue_limit=10)
     try:
         poll_for(sub.synced, 20, what="the first snapshot")
-        with sub._lock:  # stall the subscriber thread while a burst goes out
-            for batch in range(20):
-                client.put_many([("objects", f"o{batch}-{i}", os.urandom(1000)) for i in range(500)])
+        with sub._lock:  # stall the subscriber thread while a burst of commits goes out
+            for batch in range(10):
+                for i in range(300):  # one commit, so one publication, each
+                    client.put("objects", f"o{batch}-{i}", os.urandom(2000))
         client.delete("objects", "o3-7")
         expected = dict(client.scan("objects"))
 

@@ -92,3 +92,17 @@ def test_shard_addresses() -> None:
     assert shard_address("tcp://h:6379", 0) == "tcp://h:6379"
     assert shard_address("tcp://h:6379", 2) == "tcp://h:6383"
     assert shard_address("ipc:///tmp/x/gcs", 1) == "ipc:///tmp/x/gcs-1"
+
+
+def test_publication_frames_round_trip() -> None:
+    import pytest
+
+    from zray.services.gcs.publication import decode_publication, encode_changes, encode_heartbeat
+
+    frames = encode_changes("kv", [(7, 70, b"a", b"1"), (8, 71, b"b", None), (9, 72, b"c", b"")])
+    assert decode_publication(frames) == ("kv", [(7, "a", b"1"), (8, "b", None), (9, "c", b"")])
+    assert decode_publication(encode_heartbeat("inc", {"kv": 9}, 72)) is None
+    with pytest.raises(ValueError):
+        decode_publication(frames[:3])
+    with pytest.raises(ValueError):
+        decode_publication([frames[0], frames[1][:-3], frames[2], frames[3]])

@@ -284,6 +284,7 @@ class ServiceGcs:
         self._pending: dict[int, _Pending] = {}
         self._next_id = 0
         self._batch: list[tuple[str, str, bytes | None]] = []
+        self._batch_slots: dict[tuple[str, str], int] = {}
         self._batch_callbacks: list[Callable[[], None]] = []
         service.every(0.25, self._resend_overdue)
 
@@ -333,10 +334,18 @@ class ServiceGcs:
 
         Writes go out together a moment later (write-behind), so a burst of
         tasks costs the GCS one transaction and the task path no extra wake-up.
+        A later write of a key still waiting replaces the earlier one (puts
+        overwrite, so only the last counts): the spec of a task that finished
+        within the window costs the GCS a no-op delete, not a put and a delete.
         """
         if not self._batch:
             self.service.loop.call_later(WRITE_BEHIND_SECONDS, self.flush)
-        self._batch.append((table, key, value))
+        slot = self._batch_slots.get((table, key))
+        if slot is not None:
+            self._batch[slot] = (table, key, value)
+        else:
+            self._batch_slots[(table, key)] = len(self._batch)
+            self._batch.append((table, key, value))
         if on_done is not None:
             self._batch_callbacks.append(on_done)
         if len(self._batch) >= WRITE_BATCH_MAX:
@@ -346,6 +355,7 @@ class ServiceGcs:
         if not self._batch:
             return
         batch, self._batch = self._batch, []
+        self._batch_slots.clear()
         callbacks, self._batch_callbacks = self._batch_callbacks, []
         groups = group_by_shard([key for _, key, _ in batch], self.num_shards)
         remaining = [len(groups)]

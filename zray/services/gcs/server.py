@@ -48,7 +48,7 @@ from zray.common.messages.gcs import (
 )
 from zray.common.service import Service
 from zray.common.sockets import bind
-from zray.services.gcs.publication import encode_change, encode_heartbeat
+from zray.services.gcs.publication import encode_changes, encode_heartbeat
 from zray.services.gcs.storage import Change, ShardStorage
 
 log = logging.getLogger(__name__)
@@ -201,13 +201,15 @@ class GcsShard(Service):
         self._publish(changes)
 
     def _publish(self, changes: list[Change]) -> None:
-        pub = self.pub
+        by_table: dict[str, list[tuple[int, int, bytes, bytes | None]]] = {}
         for ch in changes:
-            frames = encode_change(ch.table, ch.table_seq, ch.seq, ch.key, ch.value)
+            by_table.setdefault(ch.table, []).append((ch.table_seq, ch.seq, ch.key, ch.value))
+        for table, entries in by_table.items():
             try:
-                pub.send_multipart(frames, zmq.NOBLOCK)
+                self.pub.send_multipart(encode_changes(table, entries), zmq.NOBLOCK)
             except zmq.Again:
-                log.warning("%s: publication %d dropped at high-water mark", self.name, ch.seq)
+                log.warning("%s: publication of %d %s changes dropped at the high-water mark",
+                            self.name, len(entries), table)
 
     def on_read(self, routing: list[bytes], msg: Message, buffers: list[Any]) -> None:
         assert isinstance(msg, GcsRead)

@@ -49,11 +49,17 @@ class _Feed:
                     log.info("GCS subscriber: %s on shard %d out of date, resyncing", table, self.shard)
                     self.resync(table, self.shard)
             return
-        table, seq, key, value = pub
+        table, entries = pub
         followed = self.replicas.get(table)
         if followed is None:
             return
-        changes, resync = followed.on_publication(self.shard, seq, key, value)
+        changes: list[RowChange] = []
+        resync = False
+        for seq, key, value in entries:
+            more, resync = followed.on_publication(self.shard, seq, key, value)
+            changes.extend(more)
+            if resync:
+                break  # the rest comes with the snapshot
         if changes:
             self.on_changes[table](changes)
         if resync:
@@ -109,12 +115,13 @@ class ThreadSubscriber:
     """Tables followed by a background thread, for drivers and tools.
 
     `on_changes` runs on that thread; `rows(table)` returns a copy of the replica.
+    `queue_limit` bounds the publications waiting per shard.
     """
 
     POLL_MS = 100
 
     def __init__(self, gcs: GcsClient, tables: dict[str, OnChanges | None],
-                 ctx: zmq.Context[Any] | None = None) -> None:
+                 ctx: zmq.Context[Any] | None = None, queue_limit: int | None = None) -> None:
         self.gcs = gcs
         self._ctx = ctx or zmq.Context.instance()
         num_shards = gcs.num_shards
@@ -127,6 +134,8 @@ class ThreadSubscriber:
         pubs = gcs.pub_addresses()
         for address in pubs:
             sock = configure(self._ctx.socket(zmq.SUB))
+            if queue_limit is not None:  # publications beyond it are dropped: resync
+                sock.setsockopt(zmq.RCVHWM, queue_limit)
             sock.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC)
             for table in tables:
                 sock.setsockopt(zmq.SUBSCRIBE, topic(table))
