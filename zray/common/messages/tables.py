@@ -12,7 +12,11 @@ JOBS = "jobs"
 ACTORS = "actors"
 KV = "kv"
 COUNTERS = "counters"
-TABLES = (NODES, TASKS, OBJECTS, FUNCTIONS, JOBS, ACTORS, KV, COUNTERS)
+# Observability: batches of task state records per raylet (key node_id:seq),
+# and each raylet's worker list (key node_id). See zray/services/raylet/task_events.py.
+TASK_EVENTS = "task_events"
+WORKERS = "workers"
+TABLES = (NODES, TASKS, OBJECTS, FUNCTIONS, JOBS, ACTORS, KV, COUNTERS, TASK_EVENTS, WORKERS)
 
 
 class NodeInfo(Record):

@@ -23,17 +23,21 @@ def start(
     address: Annotated[Optional[str], typer.Option(envvar="ZRAY_GCS_ADDRESS", help="Full bind address (tcp:// or ipc://); overrides --host/--port.")] = None,
     data_dir: Annotated[str, typer.Option(envvar="ZRAY_GCS_DATA_DIR", help="Folder of the LMDB files (kept across restarts).")] = "",
     shard_index: Annotated[int, typer.Option(envvar="ZRAY_GCS_SHARD_INDEX", help="Index of this shard.")] = 0,
+    metrics_port: Annotated[Optional[int], typer.Option(envvar="ZRAY_GCS_METRICS_PORT", help="Serve Prometheus metrics on this HTTP port (0: any free port; default: off).")] = None,
     log_level: Annotated[str, typer.Option(envvar="ZRAY_LOG_LEVEL")] = "INFO",
 ) -> None:
     """Run one GCS shard in the foreground until SIGTERM."""
     from zray.common.config import GcsSettings
     from zray.common.logs import configure_logging
     from zray.services.gcs.server import GcsShard
+    from zray.services.metrics import serve_gcs
 
     settings = GcsSettings.load(address=address or f"tcp://{host}:{port}", data_dir=data_dir,
-                                shard_index=shard_index, log_level=log_level)
+                                shard_index=shard_index, log_level=log_level, metrics_port=metrics_port)
     configure_logging(f"gcs[{shard_index}]", settings.log_level)
-    GcsShard(settings).run()
+    shard = GcsShard(settings)
+    serve_gcs(shard)
+    shard.run()
 
 
 @app.command()

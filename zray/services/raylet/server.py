@@ -58,9 +58,11 @@ from zray.services.raylet import pipelining
 from zray.services.raylet.actors import ActorManager
 from zray.services.raylet.object_store import SharedMemoryStore, check_shm, default_capacity
 from zray.services.raylet.object_table import ObjectTable
+from zray.services.raylet.observe import RayletObserver
 from zray.services.raylet.resources import fits, node_resources
 from zray.services.raylet.sched_link import SchedulerLink
 from zray.services.raylet.state import Client, LocalObject, Task
+from zray.services.raylet.task_events import TaskEvents
 from zray.services.raylet.task_queue import ReadyQueue
 from zray.services.raylet.worker_pool import WorkerPool, WorkerProc, describe_exit
 
@@ -101,6 +103,8 @@ class Raylet(Service):
         self.durations = pipelining.Durations()
         self.counters = {"finished": 0, "failed": 0, "retried": 0, "submitted": 0}
         self.started = time.time()
+        self.events = TaskEvents(self.node_id)
+        self.observer = RayletObserver(self)
 
     # set-up --------------------------------------------------------------
     def setup(self) -> None:
@@ -142,6 +146,7 @@ class Raylet(Service):
         self.every(1.0, self.publish_node)
         self.every(1.0, self.check_drivers)
         self.every(2.0, self.sched.discover)
+        self.observer.install()
         self.publish_node()
         self.sched.discover()
         log.info("%s: serving on %s; resources %s; store %s (%.2f GiB)", self.name,
@@ -223,6 +228,7 @@ class Raylet(Service):
         for arg in spec.args:
             if arg.ref is not None:
                 self.objects.depend(task, arg.ref)
+        self.events.submitted(task)
         if spec.actor_creation is not None:
             self.actors.created(task)
         if spec.actor_id is not None:
@@ -233,7 +239,9 @@ class Raylet(Service):
                        wire.pack_blobs([spec.__pydantic_serializer__.to_json(spec), *bufs]))
 
     def _enqueue(self, task: Task, front: bool = False) -> None:
-        if not self.queue.feasible(task.resources):
+        feasible = self.queue.feasible(task.resources)
+        self.events.queued(task, feasible)
+        if not feasible:
             self.infeasible[task.spec.task_id] = task
             self.sched.spill(task)
             return
@@ -299,6 +307,7 @@ class Raylet(Service):
         """Assign a task to a worker; assignments go out batched per worker."""
         task.worker = worker
         task.dispatched_at = time.monotonic()
+        self.events.running(task, worker)
         worker.tasks.append(task)
         bufs = list(task.bufs)
         arg_objects = []
@@ -402,6 +411,7 @@ class Raylet(Service):
                 obj.waiting_clients.remove((task.owner, True))
 
     def _retry(self, task: Task, why: str) -> None:
+        self.events.retried(task, why)
         task.retries_left -= 1
         self.counters["retried"] += 1
         task.spec = task.spec.model_copy(update={"attempt": task.spec.attempt + 1})
@@ -412,6 +422,7 @@ class Raylet(Service):
     def _complete(self, task: Task, returns: list[ObjectLoc], bufs: list[Any]) -> None:
         self.tasks.pop(task.spec.task_id, None)
         self.counters["finished"] += 1
+        self.events.finished(task, returns, bufs)
         for loc in returns:
             data = bufs[loc.buf] if loc.buf >= 0 else None
             self._seal(loc.object_id, loc.size, data, loc.in_store, loc.is_error)
@@ -685,6 +696,7 @@ class Raylet(Service):
     def on_close(self) -> None:
         self.pool.stop_all()
         self.store.destroy()
+        self.observer.close()
         self.gcs.write(NODES, self.node_id, self.node_info(alive=False).model_dump_json().encode())
         self.gcs.flush()
         # Give the final node record a moment to leave; other sockets do not linger.
