@@ -24,6 +24,7 @@ _EXPORTS = {
     "remote": "zray.client.api",
     "shutdown": "zray.client.api",
     "wait": "zray.client.api",
+    "timeline": "zray.util.state",
     "ObjectRef": "zray.client.object_ref",
     "get_actor": "zray.client.actor",
     "kill": "zray.client.actor",
@@ -43,7 +44,7 @@ __all__ = [
     "GetTimeoutError", "ObjectLostError", "ObjectRef", "ObjectStoreFullError",
     "TaskCancelledError", "TaskError", "WorkerCrashedError", "available_resources", "cancel",
     "cluster_resources", "exceptions", "get", "get_runtime_context", "init", "is_initialized",
-    "nodes", "put", "remote", "shutdown", "wait",
+    "nodes", "put", "remote", "shutdown", "timeline", "wait",
 ]
 
 
@@ -78,6 +79,7 @@ if TYPE_CHECKING:
         wait,
     )
     from zray.client.object_ref import ObjectRef
+    from zray.util.state import timeline
     from zray.common import errors as exceptions
     from zray.common.errors import (
         ActorDiedError,

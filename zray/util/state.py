@@ -58,12 +58,8 @@ def gcs_client(address: str | None = None) -> Iterator[GcsClient]:
 def _filters(filters: Sequence[Filter] | None, state: str | None) -> list[Filter]:
     out = list(filters or [])
     if state is not None:
-        out.append(("state", "=", check_state(state) if state.upper() in _TASK_LIKE else state))
+        out.append(("state", "=", state))
     return out
-
-
-_TASK_LIKE = {"PENDING_ARGS", "PENDING_RESOURCES", "QUEUED", "RUNNING", "RETRYING",
-              "FINISHED", "FAILED"}
 
 
 # reading tables --------------------------------------------------------------
@@ -104,11 +100,11 @@ def worker_rows(gcs: GcsClient) -> list[dict[str, Any]]:
 # the API ---------------------------------------------------------------------
 
 def list_tasks(address: str | None = None, filters: Sequence[Filter] | None = None,
-               limit: int = DEFAULT_LIMIT, state: str | None = None) -> list[dict[str, Any]]:
+               limit: int | None = DEFAULT_LIMIT, state: str | None = None) -> list[dict[str, Any]]:
     """Tasks (newest last): state, node, worker, times and what pending ones wait on."""
     with gcs_client(address) as gcs:
         records: list[dict[str, Any]] = list(task_records(gcs))  # type: ignore[arg-type]
-    return filter_records(records, _filters(filters, state), limit)
+    return filter_records(records, _filters(filters, check_state(state)), limit)
 
 
 def summarize_tasks(address: str | None = None) -> dict[str, dict[str, int]]:
@@ -118,21 +114,21 @@ def summarize_tasks(address: str | None = None) -> dict[str, dict[str, int]]:
 
 
 def list_nodes(address: str | None = None, filters: Sequence[Filter] | None = None,
-               limit: int = DEFAULT_LIMIT, state: str | None = None) -> list[dict[str, Any]]:
+               limit: int | None = DEFAULT_LIMIT, state: str | None = None) -> list[dict[str, Any]]:
     with gcs_client(address) as gcs:
         rows = node_rows(gcs)
     return filter_records(rows, _filters(filters, state), limit)
 
 
 def list_actors(address: str | None = None, filters: Sequence[Filter] | None = None,
-                limit: int = DEFAULT_LIMIT, state: str | None = None) -> list[dict[str, Any]]:
+                limit: int | None = DEFAULT_LIMIT, state: str | None = None) -> list[dict[str, Any]]:
     with gcs_client(address) as gcs:
         rows = actor_rows(gcs)
     return filter_records(rows, _filters(filters, state), limit)
 
 
 def list_objects(address: str | None = None, filters: Sequence[Filter] | None = None,
-                 limit: int = DEFAULT_LIMIT) -> list[dict[str, Any]]:
+                 limit: int | None = DEFAULT_LIMIT) -> list[dict[str, Any]]:
     """Objects in shared-memory stores (small objects travel inline and are not listed)."""
     with gcs_client(address) as gcs:
         rows = object_rows(gcs)
@@ -140,7 +136,7 @@ def list_objects(address: str | None = None, filters: Sequence[Filter] | None = 
 
 
 def list_workers(address: str | None = None, filters: Sequence[Filter] | None = None,
-                 limit: int = DEFAULT_LIMIT, state: str | None = None) -> list[dict[str, Any]]:
+                 limit: int | None = DEFAULT_LIMIT, state: str | None = None) -> list[dict[str, Any]]:
     with gcs_client(address) as gcs:
         rows = worker_rows(gcs)
     return filter_records(rows, _filters(filters, state), limit)
@@ -213,3 +209,18 @@ def log_path(address: str | None = None, *, task_id: str | None = None, actor_id
         raise ConfigError(f"log {path} is not on this host (node {node_id[:12]} runs on "
                           f"{node['host']}) or was removed with its session")
     return path
+
+
+def timeline(filename: str | None = None, address: str | None = None,
+             minutes: float = 10.0) -> list[dict[str, Any]]:
+    """Task runs of the last `minutes` as Chrome Trace Events; written to `filename` when given."""
+    from zray.common.trace import build_trace
+
+    if minutes <= 0:
+        raise ConfigError(f"minutes must be > 0, got {minutes}")
+    with gcs_client(address) as gcs:
+        events = build_trace(task_records(gcs), since=time.time() - minutes * 60)
+    if filename is not None:
+        with open(filename, "w") as f:
+            json.dump(events, f)
+    return events
