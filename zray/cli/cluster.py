@@ -30,6 +30,7 @@ from zray.common.errors import ZrayError
 EXIT_OK = 0
 EXIT_FAILED = 1
 DEFAULT_PORT = 6379
+DASHBOARD_PORT = 8265
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -68,11 +69,15 @@ def start(
     object_store_memory: Annotated[Optional[int], typer.Option(help="Object store capacity in bytes (default: 30% of RAM).")] = None,
     node_name: Annotated[str, typer.Option(help="Name of this node in status (default: host name).")] = "",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the services to be ready.")] = 30.0,
+    metrics_port: Annotated[Optional[int], typer.Option(help="Prometheus metrics: the GCS on this port, the global scheduler on +1, the raylet on +2 (a joining node's raylet on this port); 0 picks free ports. Default: off.")] = None,
+    dashboard_port: Annotated[int, typer.Option(help="Port of the head's web dashboard.")] = DASHBOARD_PORT,
+    no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Do not serve the web dashboard.")] = False,
 ) -> None:
     """Start a cluster's head (--head) or add a node to one (--address), in the background."""
     if head == (address is not None):
         _fail("give exactly one of --head (start a new cluster) or --address HOST:PORT (join one)")
-    opts = NodeOptions(num_cpus, num_gpus, _parse_resources(resources), object_store_memory, node_name)
+    opts = NodeOptions(num_cpus, num_gpus, _parse_resources(resources), object_store_memory, node_name,
+                       metrics_port, None if no_dashboard or not head else dashboard_port)
     with rec.cluster_lock():
         record = rec.read_record()
         if record is not None and not record.live_services():
@@ -103,7 +108,10 @@ def _start_head(record: rec.ClusterRecord | None, host: str, port: int, opts: No
         session_dir=launch.session_dir, head=True, started_at=time.time(),
         services=_services(launch), session_dirs=[launch.session_dir], store_dirs=[launch.store_dir])
     rec.write_record(record)
+    dashboard = (f"  dashboard:                         http://{advertised_host(host)}:{opts.dashboard_port}/\n"
+                 if opts.dashboard_port is not None else "")
     typer.echo(f"zray head started: GCS at {addr}; session {launch.session_dir}\n\n"
+               f"{dashboard}"
                f"  connect from Python on this host:  zray.init(\"auto\")  or  zray.init(\"{addr}\")\n"
                f"  add a node to this cluster:        zray start --address {addr}\n"
                f"  see the cluster:                   zray status\n"

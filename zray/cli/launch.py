@@ -48,6 +48,11 @@ class NodeOptions:
     resources: dict[str, float] = field(default_factory=dict)
     object_store_memory: int | None = None
     node_name: str = ""
+    # Prometheus exporters: the GCS on this port, the scheduler on +1, the raylet on +2
+    # (a joining node's raylet on this port); None: off.
+    metrics_port: int | None = None
+    # The head's web dashboard port; None: no dashboard.
+    dashboard_port: int | None = None
 
 
 @dataclass
@@ -96,12 +101,18 @@ def _new_launch() -> Launch:
                   raylet_address=f"ipc://{session}/sockets/raylet")
 
 
-def _spawn_raylet(launch: Launch, gcs_address: str, opts: NodeOptions) -> None:
+def _spawn_raylet(launch: Launch, gcs_address: str, opts: NodeOptions, raylet_offset: int = 0) -> None:
     launch.spawn("raylet", raylet_args(
         gcs_address, launch.raylet_address, launch.store_dir, num_cpus=opts.num_cpus,
         num_gpus=opts.num_gpus, resources=opts.resources,
         object_store_memory=opts.object_store_memory, session_dir=launch.session_dir,
-        node_name=opts.node_name))
+        node_name=opts.node_name) + _metrics_args(opts.metrics_port, raylet_offset))
+
+
+def _metrics_args(port: int | None, offset: int) -> list[str]:
+    if port is None:
+        return []
+    return ["--metrics-port", str(port + offset if port else 0)]
 
 
 def advertised_host(host: str) -> str:
@@ -116,17 +127,35 @@ def start_head(host: str, port: int, opts: NodeOptions, timeout: float) -> Launc
         if problem:
             raise StartFailed(f"{problem} (the GCS needs ports {port} and {port + 1}); stop what "
                               "holds it or choose another --port or --host")
+    for p, flag in _http_ports(opts):
+        problem = bind_problem(host, p)
+        if problem:
+            raise StartFailed(f"{problem}; choose another {flag}")
     gcs_address = f"tcp://{advertised_host(host)}:{port}"
     launch = _new_launch()
     with _undone_on_failure(launch):
         launch.spawn("gcs", ["zray.services.gcs", "start", "--address", f"tcp://{host}:{port}",
-                             "--data-dir", os.path.join(launch.session_dir, "gcs")])
+                             "--data-dir", os.path.join(launch.session_dir, "gcs")]
+                     + _metrics_args(opts.metrics_port, 0))
         launch.spawn("global-sched", ["zray.services.global_sched", "start",
                                       "--gcs-address", gcs_address,
-                                      "--address", f"tcp://{advertised_host(host)}:0"])
-        _spawn_raylet(launch, gcs_address, opts)
+                                      "--address", f"tcp://{advertised_host(host)}:0"]
+                     + _metrics_args(opts.metrics_port, 1))
+        _spawn_raylet(launch, gcs_address, opts, raylet_offset=2)
+        if opts.dashboard_port is not None:
+            launch.spawn("dashboard", ["zray.dashboard", "--gcs-address", gcs_address,
+                                       "--host", host, "--port", str(opts.dashboard_port)])
         wait_ready(launch, gcs_address, timeout)
     return launch
+
+
+def _http_ports(opts: NodeOptions) -> list[tuple[int, str]]:
+    ports = []
+    if opts.metrics_port:
+        ports += [(opts.metrics_port + i, "--metrics-port") for i in range(3)]
+    if opts.dashboard_port:
+        ports.append((opts.dashboard_port, "--dashboard-port"))
+    return ports
 
 
 def start_node(gcs_address: str, opts: NodeOptions, timeout: float) -> Launch:
