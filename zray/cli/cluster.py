@@ -108,8 +108,9 @@ def _start_head(record: rec.ClusterRecord | None, host: str, port: int, opts: No
         session_dir=launch.session_dir, head=True, started_at=time.time(),
         services=_services(launch), session_dirs=[launch.session_dir], store_dirs=[launch.store_dir])
     rec.write_record(record)
-    dashboard = (f"  dashboard:                         http://{advertised_host(host)}:{opts.dashboard_port}/\n"
-                 if opts.dashboard_port is not None else "")
+    for warning in launch.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    dashboard = f"  dashboard:                         {launch.dashboard_url}\n" if launch.dashboard_url else ""
     typer.echo(f"zray head started: GCS at {addr}; session {launch.session_dir}\n\n"
                f"{dashboard}"
                f"  connect from Python on this host:  zray.init(\"auto\")  or  zray.init(\"{addr}\")\n"

@@ -63,6 +63,8 @@ class Launch:
     store_dir: str
     raylet_address: str
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    dashboard_url: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     def log(self, name: str) -> str:
         return log_path(self.session_dir, name)
@@ -127,10 +129,11 @@ def start_head(host: str, port: int, opts: NodeOptions, timeout: float) -> Launc
         if problem:
             raise StartFailed(f"{problem} (the GCS needs ports {port} and {port + 1}); stop what "
                               "holds it or choose another --port or --host")
-    for p, flag in _http_ports(opts):
+    for p in [opts.metrics_port + i for i in range(3)] if opts.metrics_port else []:
         problem = bind_problem(host, p)
         if problem:
-            raise StartFailed(f"{problem}; choose another {flag}")
+            raise StartFailed(f"{problem} (metrics use ports {opts.metrics_port} to "
+                              f"{opts.metrics_port + 2}); choose another --metrics-port")
     gcs_address = f"tcp://{advertised_host(host)}:{port}"
     launch = _new_launch()
     with _undone_on_failure(launch):
@@ -143,19 +146,21 @@ def start_head(host: str, port: int, opts: NodeOptions, timeout: float) -> Launc
                      + _metrics_args(opts.metrics_port, 1))
         _spawn_raylet(launch, gcs_address, opts, raylet_offset=2)
         if opts.dashboard_port is not None:
-            launch.spawn("dashboard", ["zray.dashboard", "--gcs-address", gcs_address,
-                                       "--host", host, "--port", str(opts.dashboard_port)])
+            _spawn_dashboard(launch, gcs_address, host, opts.dashboard_port)
         wait_ready(launch, gcs_address, timeout)
     return launch
 
 
-def _http_ports(opts: NodeOptions) -> list[tuple[int, str]]:
-    ports = []
-    if opts.metrics_port:
-        ports += [(opts.metrics_port + i, "--metrics-port") for i in range(3)]
-    if opts.dashboard_port:
-        ports.append((opts.dashboard_port, "--dashboard-port"))
-    return ports
+def _spawn_dashboard(launch: Launch, gcs_address: str, host: str, port: int) -> None:
+    """A taken dashboard port does not fail the start (the cluster works without it)."""
+    problem = bind_problem(host, port)
+    if problem:
+        launch.warnings.append(f"the dashboard is not served: {problem}; give --dashboard-port "
+                               "to choose another, or --no-dashboard")
+        return
+    launch.spawn("dashboard", ["zray.dashboard", "--gcs-address", gcs_address, "--host", host,
+                               "--port", str(port)])
+    launch.dashboard_url = f"http://{advertised_host(host)}:{port}/"
 
 
 def start_node(gcs_address: str, opts: NodeOptions, timeout: float) -> Launch:
