@@ -79,7 +79,6 @@ if TYPE_CHECKING:
         wait,
     )
     from zray.client.object_ref import ObjectRef
-    from zray.util.state import timeline
     from zray.common import errors as exceptions
     from zray.common.errors import (
         ActorDiedError,
@@ -90,3 +89,4 @@ if TYPE_CHECKING:
         TaskError,
         WorkerCrashedError,
     )
+    from zray.util.state import timeline

@@ -20,7 +20,15 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO_ROOT, describe, poll_for, short_tmpdir, stop_popen, stop_processes, zray_processes
+from tests.conftest import (
+    REPO_ROOT,
+    describe,
+    poll_for,
+    short_tmpdir,
+    stop_popen,
+    stop_processes,
+    zray_processes,
+)
 from tests.system.test_actors_cli import Head, free_port_pair
 
 pytestmark = pytest.mark.timeout(180)

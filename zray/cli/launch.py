@@ -129,11 +129,12 @@ def start_head(host: str, port: int, opts: NodeOptions, timeout: float) -> Launc
         if problem:
             raise StartFailed(f"{problem} (the GCS needs ports {port} and {port + 1}); stop what "
                               "holds it or choose another --port or --host")
-    for p in [opts.metrics_port + i for i in range(3)] if opts.metrics_port else []:
+    first = opts.metrics_port or 0
+    for p in range(first, first + 3) if first else ():
         problem = bind_problem(host, p)
         if problem:
-            raise StartFailed(f"{problem} (metrics use ports {opts.metrics_port} to "
-                              f"{opts.metrics_port + 2}); choose another --metrics-port")
+            raise StartFailed(f"{problem} (metrics use ports {first} to {first + 2}); "
+                              "choose another --metrics-port")
     gcs_address = f"tcp://{advertised_host(host)}:{port}"
     launch = _new_launch()
     with _undone_on_failure(launch):

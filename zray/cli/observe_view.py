@@ -103,9 +103,13 @@ def format_summary(summary: dict[str, dict[str, int]]) -> str:
         return "no tasks recorded"
     states = [s for s in STATES if any(s in c for c in summary.values())]
     cols: list[Column] = [("FUNCTION", lambda r: r["name"])]
-    cols += [(s, lambda r, s=s: r["counts"].get(s, 0)) for s in states]
+    cols += [(s, _count_of(s)) for s in states]
     cols.append(("TOTAL", lambda r: sum(r["counts"].values())))
     return format_table([{"name": n, "counts": c} for n, c in summary.items()], cols)
+
+
+def _count_of(state: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda row: row["counts"].get(state, 0)
 
 
 def format_logs(files: list[dict[str, Any]]) -> str:
