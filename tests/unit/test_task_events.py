@@ -49,6 +49,7 @@ def test_transitions_fold_into_one_record_with_its_run() -> None:
     assert len(rec["runs"]) == 1 and rec["runs"][0]["end"] >= rec["runs"][0]["start"]
     assert ev.live == {}, "finished tasks leave the raylet's memory"
     assert flush(ev) == [], "nothing changed, nothing written"
+    assert ev.summary() == {"counts": {"FINISHED": 1, "FAILED": 0}, "failures": []}
 
 
 def test_pending_states_and_waits() -> None:
@@ -77,6 +78,7 @@ def test_failure_keeps_the_error_text_and_retries_keep_each_attempt() -> None:
     assert rec["state"] == "FAILED" and "bad input" in rec["error"] and rec["attempt"] == 1
     assert [(r["state"], r["attempt"], r["pid"]) for r in rec["runs"]] == \
         [("RETRYING", 0, 1001), ("FAILED", 1, 1002)]
+    assert ev.summary()["failures"] == [rec] and ev.summary()["counts"]["FAILED"] == 1
 
 
 def test_pipelined_task_starts_when_the_one_before_it_ends() -> None:

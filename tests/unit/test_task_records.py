@@ -85,7 +85,10 @@ def test_dashboard_snapshot() -> None:
             "tasks_finished": 3, "tasks_failed": 1, "workers": 2}
     history = History(points=2)
     for t in (1.0, 2.0, 3.0):
-        doc = build(t, [node], [], [rec("a", "FAILED", error="boom")], history)  # type: ignore[list-item]
+        summaries = [{"counts": {"FAILED": 1}, "failures": [rec("a", "FAILED", error="boom", ended=2.0)]},
+                     {"counts": {"FINISHED": 4, "RUNNING": 1}, "failures": []}]
+        doc = build(t, [node], [], summaries, history)
     assert doc["nodes"][0]["resources"] == {"CPU": {"total": 2.0, "used": 1.5}}
     assert [p["time"] for p in doc["history"]] == [2.0, 3.0]
-    assert doc["task_counts"]["FAILED"] == 1 and doc["failures"][0]["error"] == "boom"
+    assert doc["task_counts"]["FAILED"] == 1 and doc["task_counts"]["FINISHED"] == 4
+    assert doc["failures"][0]["error"] == "boom" and doc["task_counts"]["QUEUED"] == 0

@@ -33,7 +33,7 @@ class Dashboard:
         self.cached_at = 0.0
 
     def snapshot(self) -> bytes:
-        from zray.util.state import actor_rows, node_rows, task_records
+        from zray.util.state import actor_rows, node_rows, task_summaries
 
         with self.lock:
             now = time.time()
@@ -41,7 +41,7 @@ class Dashboard:
                 return self.cached
             try:
                 doc = snapshot.build(now, node_rows(self.gcs, now), actor_rows(self.gcs),
-                                     task_records(self.gcs), self.history)
+                                     task_summaries(self.gcs), self.history)
             except ZrayError as exc:
                 doc = {"time": now, "error": f"GCS unreachable: {exc}"}
             self.cached, self.cached_at = json.dumps(doc).encode(), now

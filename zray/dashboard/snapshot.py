@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from zray.common.task_records import FAILED, TaskRecord, count_states
+from zray.common.task_records import STATES
 
 HISTORY_POINTS = 300
 MAX_FAILURES = 10
@@ -23,9 +23,15 @@ class History:
 
 
 def build(now: float, nodes: list[dict[str, Any]], actors: list[dict[str, Any]],
-          records: list[TaskRecord], history: History) -> dict[str, Any]:
-    counts = count_states(records)
-    failures = [r for r in records if r["state"] == FAILED][-MAX_FAILURES:]
+          summaries: list[dict[str, Any]], history: History) -> dict[str, Any]:
+    """`summaries`: each raylet's task counts by state and latest failures."""
+    counts = dict.fromkeys(STATES, 0)
+    failures = []
+    for summary in summaries:
+        for state, n in summary["counts"].items():
+            counts[state] = counts.get(state, 0) + n
+        failures += summary["failures"]
+    failures = sorted(failures, key=lambda r: r["ended"] or 0)[-MAX_FAILURES:]
     return {
         "time": now,
         "nodes": [_node(n) for n in nodes],

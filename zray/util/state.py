@@ -19,7 +19,16 @@ from contextlib import contextmanager
 from typing import Any
 
 from zray.common.errors import ConfigError
-from zray.common.messages.tables import ACTORS, NODES, OBJECTS, TASK_EVENTS, WORKERS, ActorInfo, NodeInfo
+from zray.common.messages.tables import (
+    ACTORS,
+    NODES,
+    OBJECTS,
+    TASK_EVENTS,
+    TASK_SUMMARY,
+    WORKERS,
+    ActorInfo,
+    NodeInfo,
+)
 from zray.common.task_records import TaskRecord, check_state, filter_records, merge_batches, summarize
 from zray.services.gcs.client import GcsClient
 
@@ -66,6 +75,11 @@ def _filters(filters: Sequence[Filter] | None, state: str | None) -> list[Filter
 
 def task_records(gcs: GcsClient) -> list[TaskRecord]:
     return merge_batches(gcs.scan(TASK_EVENTS))
+
+
+def task_summaries(gcs: GcsClient) -> list[dict[str, Any]]:
+    """Each raylet's task counts by state and latest failures (cheap to read)."""
+    return [json.loads(v) for _, v in gcs.scan(TASK_SUMMARY)]
 
 
 def node_rows(gcs: GcsClient, now: float | None = None) -> list[dict[str, Any]]:

@@ -16,7 +16,11 @@ COUNTERS = "counters"
 # and each raylet's worker list (key node_id). See zray/services/raylet/task_events.py.
 TASK_EVENTS = "task_events"
 WORKERS = "workers"
-TABLES = (NODES, TASKS, OBJECTS, FUNCTIONS, JOBS, ACTORS, KV, COUNTERS, TASK_EVENTS, WORKERS)
+# Per raylet (key node_id): task counts by state and its latest failures, so the
+# dashboard need not read the whole task history each refresh.
+TASK_SUMMARY = "task_summary"
+TABLES = (NODES, TASKS, OBJECTS, FUNCTIONS, JOBS, ACTORS, KV, COUNTERS, TASK_EVENTS, WORKERS,
+          TASK_SUMMARY)
 
 
 class NodeInfo(Record):

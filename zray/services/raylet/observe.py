@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from zray.common import metrics
-from zray.common.messages.tables import KV, TASK_EVENTS, WORKERS
+from zray.common.messages.tables import KV, TASK_EVENTS, TASK_SUMMARY, WORKERS
 from zray.common.task_records import PENDING_ARGS, PENDING_RESOURCES, TaskRecord
 from zray.services.metrics import message_samples
 
@@ -26,6 +26,7 @@ class RayletObserver:
     def __init__(self, raylet: Raylet) -> None:
         self.raylet = raylet
         self._workers_json = b""
+        self._summary_json = b""
         self.metrics_server: Any = None
 
     def install(self) -> None:
@@ -46,6 +47,10 @@ class RayletObserver:
         if rows != self._workers_json:
             self._workers_json = rows
             raylet.gcs.write(WORKERS, raylet.node_id, rows)
+        summary = json.dumps(raylet.events.summary()).encode()
+        if summary != self._summary_json:
+            self._summary_json = summary
+            raylet.gcs.write(TASK_SUMMARY, raylet.node_id, summary)
 
     def close(self) -> None:
         self.flush()

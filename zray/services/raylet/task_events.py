@@ -34,6 +34,7 @@ from zray.common.task_records import (
 
 MAX_RECORDS = 20_000
 MAX_RUNS = 10  # attempts kept per task for the timeline
+MAX_FAILURES = 10  # latest failures kept for the summary
 Event = tuple[Any, str, float, Any]
 
 
@@ -51,6 +52,8 @@ class TaskEvents:
         self.batches: deque[tuple[int, int]] = deque()  # (seq, records) in the GCS
         self.written_in: dict[str, int] = {}  # live task id -> seq of its last batch
         self.worker_last_end: dict[str, float] = {}
+        self.ended: dict[str, int] = {FINISHED: 0, FAILED: 0}
+        self.failures: deque[TaskRecord] = deque(maxlen=MAX_FAILURES)
 
     # hooks: called by the raylet on the task path -------------------------
     def submitted(self, task: Any) -> None:
@@ -124,11 +127,21 @@ class TaskEvents:
             if rec["state"] in TERMINAL:
                 self.live.pop(task_id, None)
                 self.written_in.pop(task_id, None)
+                self.ended[rec["state"]] += 1
+                if rec["state"] == FAILED:
+                    self.failures.append(rec)
             else:
                 self.written_in[task_id] = self.seq
         self.batches.append((self.seq, len(changed)))
         writes.append((batch_key(self.node_id, self.seq), json.dumps(list(changed.values())).encode()))
         return writes
+
+    def summary(self) -> dict[str, Any]:
+        """Counts by state (live tasks now, ended ones in total) and the latest failures."""
+        counts = dict(self.ended)
+        for rec in self.live.values():
+            counts[rec["state"]] = counts.get(rec["state"], 0) + 1
+        return {"counts": counts, "failures": list(self.failures)}
 
 
 def _new_record(task: Any, node_id: str, when: float) -> TaskRecord:
