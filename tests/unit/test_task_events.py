@@ -8,7 +8,7 @@ from typing import Any
 
 from zray.common.messages.task import ObjectLoc, TaskSpec
 from zray.common.serialization import serialize_error
-from zray.common.task_records import merge_batches
+from zray.common.task_records import decode_batch, merge_batches
 from zray.services.raylet.state import Task
 from zray.services.raylet.task_events import TaskEvents, batch_key
 
@@ -23,7 +23,7 @@ def worker(n: int) -> Any:
     return SimpleNamespace(worker_id=bytes([n]) * 16, pid=1000 + n)
 
 
-def never_waits(rec: Any, task_id: str) -> str:
+def never_waits(state: str, task_id: str) -> str:
     return "something"
 
 
@@ -31,8 +31,8 @@ def flush(events: TaskEvents, live: set[str] | None = None) -> list[tuple[str, b
     return events.flush(lambda tid: tid in (live or set()), never_waits)
 
 
-def records(writes: list[tuple[str, bytes | None]]) -> list[dict[str, Any]]:
-    return [r for _, v in writes if v is not None for r in json.loads(v)]
+def records(writes: list[tuple[str, bytes | None]]) -> list[Any]:
+    return [r for _, v in writes if v is not None for r in decode_batch(v)]
 
 
 def test_transitions_fold_into_one_record_with_its_run() -> None:
@@ -58,7 +58,9 @@ def test_pending_states_and_waits() -> None:
     ev.submitted(a)
     ev.submitted(b)
     ev.queued(b, feasible=False)
-    recs = {r["task_id"][-1]: r for r in records(flush(ev, live={a.spec.task_id, b.spec.task_id}))}
+    live = {a.spec.task_id, b.spec.task_id}
+    assert flush(ev, live) == [], "new tasks that have not ended wait for the next flush"
+    recs = {r["task_id"][-1]: r for r in records(flush(ev, live))}
     assert recs["1"]["state"] == "PENDING_ARGS" and recs["1"]["waiting_on"] == "something"
     assert recs["2"]["state"] == "PENDING_RESOURCES"
 
@@ -98,6 +100,7 @@ def test_dropped_tasks_end_as_failed() -> None:
     ev = TaskEvents("node")
     t = task(1)
     ev.submitted(t)
+    flush(ev, live={t.spec.task_id})
     flush(ev, live={t.spec.task_id})
     (rec,) = records(flush(ev, live=set()))
     assert rec["state"] == "FAILED" and "job" in rec["error"]

@@ -9,7 +9,14 @@ import pytest
 
 from zray.cli.observe_view import format_list, format_summary
 from zray.common.errors import ConfigError
-from zray.common.task_records import check_state, filter_records, find_task, merge_batches, summarize
+from zray.common.task_records import (
+    ROW_FIELDS,
+    check_state,
+    filter_records,
+    find_task,
+    merge_batches,
+    summarize,
+)
 from zray.common.trace import build_trace, validate_trace
 from zray.dashboard.snapshot import History, build
 
@@ -22,11 +29,19 @@ def rec(task_id: str, state: str, func: str = "f", **extra: Any) -> dict[str, An
     return {**base, **extra}
 
 
-def test_later_batches_win() -> None:
-    batches = [("n:1", json.dumps([rec("a1", "RUNNING"), rec("b2", "QUEUED")]).encode()),
-               ("n:2", json.dumps([rec("a1", "FINISHED")]).encode())]
-    merged = {r["task_id"]: r["state"] for r in merge_batches(batches)}
-    assert merged == {"a1": "FINISHED", "b2": "QUEUED"}
+def row(task_id: str, state: str) -> list[Any]:
+    r = rec(task_id, state, submitted=100_000_000, started=100_500_000,
+            runs=[["w" * 32, 7, 100_500_000, 101_000_000, 0, state]])
+    return [r[k] for k in ROW_FIELDS]
+
+
+def test_later_batches_win_and_rows_become_records() -> None:
+    batches = [("n:1", json.dumps({"node_id": "n1", "rows": [row("a1", "RUNNING"), row("b2", "QUEUED")]})),
+               ("n:2", json.dumps({"node_id": "n1", "rows": [row("a1", "FINISHED")]}))]
+    merged = merge_batches((k, v.encode()) for k, v in batches)
+    assert {r["task_id"]: r["state"] for r in merged} == {"a1": "FINISHED", "b2": "QUEUED"}
+    assert merged[0]["submitted"] == 100.0 and merged[0]["started"] == 100.5
+    assert merged[0]["node_id"] == "n1" and merged[0]["runs"][0]["end"] == 101.0
 
 
 def test_filters_limits_and_errors() -> None:

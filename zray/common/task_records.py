@@ -52,11 +52,38 @@ class TaskRecord(TypedDict):
     runs: list[RunRecord]
 
 
+# How raylets store records: a batch is JSON {"node_id": ..., "rows": [row, ...]},
+# a row the values of ROW_FIELDS in order, times in integer microseconds, each
+# run [worker_id, pid, start_us, end_us, attempt, state]. Compact because a
+# raylet encodes one for every task it runs (JSON objects with float times
+# cost several times more to encode).
+ROW_FIELDS = ("task_id", "job_id", "name", "func", "type", "actor_id", "state", "worker_id", "pid",
+              "attempt", "submitted", "started", "ended", "waiting_on", "resources", "error", "runs")
+RUN_FIELDS = ("worker_id", "pid", "start", "end", "attempt", "state")
+TIME_FIELDS = ("submitted", "started", "ended", "start", "end")
+
+
+def record_from_row(row: list[Any], node_id: str) -> TaskRecord:
+    rec: dict[str, Any] = dict(zip(ROW_FIELDS, row, strict=True))
+    for key in ("submitted", "started", "ended"):
+        if rec[key] is not None:
+            rec[key] = rec[key] / 1e6
+    rec["node_id"] = node_id
+    rec["runs"] = [{**dict(zip(RUN_FIELDS, run, strict=True)), "start": run[2] / 1e6, "end": run[3] / 1e6}
+                   for run in rec["runs"]]
+    return rec  # type: ignore[return-value]
+
+
+def decode_batch(value: bytes) -> list[TaskRecord]:
+    batch = json.loads(value)
+    return [record_from_row(row, batch["node_id"]) for row in batch["rows"]]
+
+
 def merge_batches(batches: Iterable[tuple[str, bytes]]) -> list[TaskRecord]:
-    """One record per task from (key, JSON list) batches in key order: later wins."""
+    """One record per task from (key, batch) pairs in key order: later wins."""
     latest: dict[str, TaskRecord] = {}
     for _, value in batches:
-        for rec in json.loads(value):
+        for rec in decode_batch(value):
             latest[rec["task_id"]] = rec
     return sorted(latest.values(), key=lambda r: r["submitted"])
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from zray.common import metrics
 from zray.common.messages.tables import KV, TASK_EVENTS, TASK_SUMMARY, WORKERS
-from zray.common.task_records import PENDING_ARGS, PENDING_RESOURCES, TaskRecord
+from zray.common.task_records import PENDING_ARGS, PENDING_RESOURCES
 from zray.services.metrics import message_samples
 
 if TYPE_CHECKING:
@@ -59,20 +59,20 @@ class RayletObserver:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()
 
-    def describe_wait(self, rec: TaskRecord, task_id: str) -> str:
+    def describe_wait(self, state: str, task_id: str) -> str:
         """What a pending task waits on, in words."""
         raylet = self.raylet
         task = raylet.tasks.get(task_id)
         if task is None:
             return ""
-        if rec["state"] == PENDING_ARGS:
+        if state == PENDING_ARGS:
             missing = []
             for arg in task.spec.args:
                 obj = raylet.objects.get(arg.ref) if arg.ref is not None else None
                 if arg.ref is not None and (obj is None or not obj.ready):
                     missing.append(arg.ref)
             return f"{len(missing)} argument object(s): {', '.join(m[:16] for m in missing)}"
-        if rec["state"] == PENDING_RESOURCES:
+        if state == PENDING_RESOURCES:
             return (f"resources {_fmt(task.resources)}, which this node (total {_fmt(raylet.total)}) "
                     "and no other live node has")
         if task.spec.actor_id is not None:
