@@ -10,7 +10,6 @@ import pytest
 from zray.cli.observe_view import format_list, format_summary
 from zray.common.errors import ConfigError
 from zray.common.task_records import (
-    ROW_FIELDS,
     check_state,
     filter_records,
     find_task,
@@ -29,19 +28,24 @@ def rec(task_id: str, state: str, func: str = "f", **extra: Any) -> dict[str, An
     return {**base, **extra}
 
 
-def row(task_id: str, state: str) -> list[Any]:
-    r = rec(task_id, state, submitted=100_000_000, started=100_500_000,
-            runs=[["w" * 32, 7, 100_500_000, 101_000_000, 0, state]])
-    return [r[k] for k in ROW_FIELDS]
-
-
-def test_later_batches_win_and_rows_become_records() -> None:
-    batches = [("n:1", json.dumps({"node_id": "n1", "rows": [row("a1", "RUNNING"), row("b2", "QUEUED")]})),
-               ("n:2", json.dumps({"node_id": "n1", "rows": [row("a1", "FINISHED")]}))]
-    merged = merge_batches((k, v.encode()) for k, v in batches)
-    assert {r["task_id"]: r["state"] for r in merged} == {"a1": "FINISHED", "b2": "QUEUED"}
-    assert merged[0]["submitted"] == 100.0 and merged[0]["started"] == 100.5
-    assert merged[0]["node_id"] == "n1" and merged[0]["runs"][0]["end"] == 101.0
+def test_events_fold_into_records_and_later_batches_win() -> None:
+    w = "w" * 32
+    first = {"node_id": "n1", "events": [
+        ["SUBMITTED", "a1", 100_000_000, "j", "f", "f", "NORMAL_TASK", None, {"CPU": 1}, "QUEUED"],
+        ["SUBMITTED", "b2", 100_100_000, "j", "g", "g", "NORMAL_TASK", None, {"CPU": 1}, "PENDING_ARGS"],
+        ["WAITING_ON", "b2", "1 argument object(s)"],
+        ["RUNNING", "a1", 100_500_000, 0, w, 7],
+        ["RUNNING", "b2", 100_600_000, 0, w, 7]]}  # pipelined behind a1 on the same worker
+    second = {"node_id": "n1", "events": [["FINISHED", "a1", 101_000_000, 0],
+                                          ["RETRYING", "b2", 101_500_000, 0, "lost its worker"],
+                                          ["FAILED", "zz", 102_000_000, 0, "unknown task: skipped"]]}
+    merged = merge_batches([("n1:1", json.dumps(first).encode()), ("n1:2", json.dumps(second).encode())])
+    a, b = merged
+    assert (a["state"], a["submitted"], a["started"], a["ended"]) == ("FINISHED", 100.0, 100.5, 101.0)
+    assert a["node_id"] == "n1" and a["runs"] == [
+        {"worker_id": w, "pid": 7, "start": 100.5, "end": 101.0, "attempt": 0, "state": "FINISHED"}]
+    assert b["state"] == "RETRYING" and b["attempt"] == 1 and b["error"] == "lost its worker"
+    assert b["runs"][0]["start"] == 101.0, "a pipelined task starts when the one before it ends"
 
 
 def test_filters_limits_and_errors() -> None:

@@ -52,40 +52,74 @@ class TaskRecord(TypedDict):
     runs: list[RunRecord]
 
 
-# How raylets store records: a batch is JSON {"node_id": ..., "rows": [row, ...]},
-# a row the values of ROW_FIELDS in order, times in integer microseconds, each
-# run [worker_id, pid, start_us, end_us, attempt, state]. Compact because a
-# raylet encodes one for every task it runs (JSON objects with float times
-# cost several times more to encode).
-ROW_FIELDS = ("task_id", "job_id", "name", "func", "type", "actor_id", "state", "worker_id", "pid",
-              "attempt", "submitted", "started", "ended", "waiting_on", "resources", "error", "runs")
-RUN_FIELDS = ("worker_id", "pid", "start", "end", "attempt", "state")
-TIME_FIELDS = ("submitted", "started", "ended", "start", "end")
-
-
-def record_from_row(row: list[Any], node_id: str) -> TaskRecord:
-    rec: dict[str, Any] = dict(zip(ROW_FIELDS, row, strict=True))
-    for key in ("submitted", "started", "ended"):
-        if rec[key] is not None:
-            rec[key] = rec[key] / 1e6
-    rec["node_id"] = node_id
-    rec["runs"] = [{**dict(zip(RUN_FIELDS, run, strict=True)), "start": run[2] / 1e6, "end": run[3] / 1e6}
-                   for run in rec["runs"]]
-    return rec  # type: ignore[return-value]
-
-
-def decode_batch(value: bytes) -> list[TaskRecord]:
-    batch = json.loads(value)
-    return [record_from_row(row, batch["node_id"]) for row in batch["rows"]]
+# How raylets store task events: a batch is JSON {"node_id": ..., "events": [...]},
+# each event a small array, times in integer microseconds (cheap to encode: a
+# raylet writes a few for every task it runs):
+#   [SUBMITTED, task_id, t, job_id, name, func, type, actor_id, resources, state]
+#   [RUNNING, task_id, t, attempt, worker_id, pid]
+#   [RETRYING, task_id, t, attempt that failed, why]
+#   [FAILED, task_id, t, attempt, error text]
+#   [QUEUED | PENDING_ARGS | PENDING_RESOURCES | FINISHED, task_id, t, attempt]
+#   [WAITING_ON, task_id, text]
+SUBMITTED = "SUBMITTED"
+WAITING_ON = "WAITING_ON"
+MAX_RUNS = 10  # attempts kept per task for the timeline
 
 
 def merge_batches(batches: Iterable[tuple[str, bytes]]) -> list[TaskRecord]:
-    """One record per task from (key, batch) pairs in key order: later wins."""
-    latest: dict[str, TaskRecord] = {}
+    """One record per task, folded from (key, batch) pairs in key order."""
+    records: dict[str, dict[str, Any]] = {}
+    worker_last_end: dict[str, float] = {}
     for _, value in batches:
-        for rec in decode_batch(value):
-            latest[rec["task_id"]] = rec
-    return sorted(latest.values(), key=lambda r: r["submitted"])
+        batch = json.loads(value)
+        node_id = batch["node_id"]
+        for event in batch["events"]:
+            kind, task_id = event[0], event[1]
+            if kind == SUBMITTED:
+                records[task_id] = _new_record(event, node_id)
+                continue
+            rec = records.get(task_id)
+            if rec is None:
+                continue  # its first events were dropped with an old batch
+            if kind == WAITING_ON:
+                rec["waiting_on"] = event[2]
+            else:
+                _apply(rec, event, worker_last_end)
+    return sorted(records.values(), key=lambda r: r["submitted"])  # type: ignore[arg-type,return-value]
+
+
+def _new_record(event: list[Any], node_id: str) -> dict[str, Any]:
+    _, task_id, when, job_id, name, func, kind, actor_id, resources, state = event
+    return {"task_id": task_id, "job_id": job_id, "name": name, "func": func, "type": kind,
+            "actor_id": actor_id, "state": state, "node_id": node_id, "worker_id": None, "pid": None,
+            "attempt": 0, "submitted": when / 1e6, "started": None, "ended": None, "waiting_on": "",
+            "resources": resources, "error": None, "runs": []}
+
+
+def _apply(rec: dict[str, Any], event: list[Any], worker_last_end: dict[str, float]) -> None:
+    state, when, attempt = event[0], event[2] / 1e6, event[3]
+    rec["state"] = state
+    if state == RUNNING:
+        rec.update(attempt=attempt, worker_id=event[4], pid=event[5], started=when, ended=None)
+        return
+    if state not in (FINISHED, FAILED, RETRYING):
+        rec["attempt"] = attempt
+        return
+    rec["waiting_on"] = ""
+    worker_id = rec["worker_id"]
+    if rec["started"] is not None and worker_id is not None:
+        # A task sent to a busy worker (pipelined) starts when the one before it ends.
+        start = max(rec["started"], worker_last_end.get(worker_id, 0.0))
+        worker_last_end[worker_id] = when
+        rec["started"] = start
+        rec["runs"] = [*rec["runs"], {"worker_id": worker_id, "pid": rec["pid"], "start": start,
+                                      "end": when, "attempt": attempt, "state": state}][-MAX_RUNS:]
+    if state == RETRYING:
+        rec.update(error=event[4], started=None, attempt=attempt + 1)
+        return
+    rec.update(ended=when, attempt=attempt)
+    if state == FAILED:
+        rec["error"] = event[4]
 
 
 def check_state(state: str | None) -> str | None:

@@ -1,16 +1,15 @@
 """Task state tracking inside a raylet: cheap on the task path, flushed in batches.
 
 The raylet's hooks append `(task, state, time in us, extra)` tuples to a list
-(one tuple per transition, nothing else on the task path). Once a second
-`flush` folds them into one compact row per task (see ROW_FIELDS in
-zray/common/task_records.py) and returns one GCS write: a batch `node_id:seq`
-of the rows that changed. A task first seen in this fold that has not ended is
-left for the next flush, so a short task is encoded once, not twice.
+(nothing else on the task path). Once a second `flush` encodes them as small
+JSON arrays, one per transition (see zray/common/task_records.py for the
+format), into one GCS write: the batch `node_id:seq`. Readers fold the events
+into records; the raylet builds no per-task records itself.
 
-Readers merge batches in key order (a later batch's row of a task wins).
 History is bounded: the oldest batches are deleted once the batches hold more
-than `max_records` rows; a task still live when its batch goes is written
-again in the next batch, so live tasks never drop out.
+than `max_events` events; a task still live when the batch with its first
+event goes has that event and its latest state written again, so live tasks
+never drop out.
 """
 
 from __future__ import annotations
@@ -30,19 +29,14 @@ from zray.common.task_records import (
     QUEUED,
     RETRYING,
     RUNNING,
+    SUBMITTED,
     TERMINAL,
-    TaskRecord,
-    record_from_row,
+    WAITING_ON,
 )
 
-MAX_RECORDS = 20_000
-MAX_RUNS = 10  # attempts kept per task for the timeline
+MAX_EVENTS = 80_000
 MAX_FAILURES = 10  # latest failures kept for the summary
 WAITING = (PENDING_ARGS, PENDING_RESOURCES, QUEUED, RETRYING)
-# Row indexes (ROW_FIELDS order).
-TASK_ID, STATE, WORKER_ID, PID, ATTEMPT, STARTED, ENDED, WAITING_ON, ERROR, RUNS = \
-    0, 6, 7, 8, 9, 11, 12, 13, 15, 16
-Row = list[Any]
 Event = tuple[Any, str, int, Any]
 
 
@@ -54,19 +48,29 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
+class _Live:
+    """What the raylet remembers of a task that has not ended."""
+
+    __slots__ = ("submitted", "last", "state", "seq", "waiting_on")
+
+    def __init__(self, submitted: list[Any], seq: int) -> None:
+        self.submitted = submitted  # its SUBMITTED event
+        self.last: list[Any] | None = None  # its latest state event since
+        self.state: str = submitted[-1]
+        self.seq = seq  # the batch holding `submitted`
+        self.waiting_on = ""
+
+
 class TaskEvents:
-    def __init__(self, node_id: str, max_records: int = MAX_RECORDS) -> None:
+    def __init__(self, node_id: str, max_events: int = MAX_EVENTS) -> None:
         self.node_id = node_id
-        self.max_records = max_records
+        self.max_events = max_events
         self.log: list[Event] = []
-        self.live: dict[str, Row] = {}  # rows of tasks not ended yet
+        self.live: dict[str, _Live] = {}
         self.seq = 0
-        self.batches: deque[tuple[int, int]] = deque()  # (seq, rows) in the GCS
-        self.written_in: dict[str, int] = {}  # live task id -> seq of its last batch
-        self.worker_last_end: dict[str, int] = {}
+        self.batches: deque[tuple[int, int]] = deque()  # (seq, events) in the GCS
         self.ended: dict[str, int] = {FINISHED: 0, FAILED: 0}
-        self.failures: deque[Row] = deque(maxlen=MAX_FAILURES)
-        self.deferred: set[str] = set()  # new live tasks to write next flush
+        self.failures: deque[dict[str, Any]] = deque(maxlen=MAX_FAILURES)
 
     # hooks: called by the raylet on the task path -------------------------
     def submitted(self, task: Any) -> None:
@@ -90,76 +94,80 @@ class TaskEvents:
                 return
         self.log.append((task, FINISHED, _now_us(), None))
 
-    # folding and flushing (once a second, off the task path) ----------------
-    def fold(self, is_live: Callable[[str], bool], describe_wait: Callable[[str, str], str]) -> \
-            dict[str, Row]:
-        """Apply the logged transitions; the rows to write, by task id."""
-        log, self.log = self.log, []
-        live = self.live
-        changed: dict[str, Row] = {tid: live[tid] for tid in self.deferred if tid in live}
-        fresh: set[str] = set()
-        for task, state, when, extra in log:
-            spec = task.spec
-            row = live.get(spec.task_id)
-            if row is None:
-                row = live[spec.task_id] = _new_row(task, when)
-                fresh.add(spec.task_id)
-            changed[spec.task_id] = row
-            _apply(row, state, when, extra, spec.attempt, self.worker_last_end)
-        for task_id, row in live.items():
-            if row[STATE] not in TERMINAL and not is_live(task_id):
-                # Dropped by the raylet without a result (its job ended).
-                row[STATE] = FAILED
-                row[ERROR] = "dropped: the job that submitted it ended"
-                row[ENDED] = _now_us()
-                changed[task_id] = row
-        self.deferred = {tid for tid in fresh if changed[tid][STATE] not in TERMINAL}
-        for task_id in self.deferred:
-            del changed[task_id]  # written next time, with whatever happened by then
-        for task_id, row in changed.items():
-            row[WAITING_ON] = describe_wait(row[STATE], task_id) if row[STATE] in WAITING else ""
-        return changed
-
+    # flushing (once a second, off the task path) ---------------------------
     def flush(self, is_live: Callable[[str], bool], describe_wait: Callable[[str, str], str]) -> \
             list[tuple[str, bytes | None]]:
         """(key, value) writes of the TASK_EVENTS table: a new batch, deletions of old ones."""
-        changed = self.fold(is_live, describe_wait)
+        log, self.log = self.log, []
+        seq = self.seq + 1
+        live = self.live
+        events: list[list[Any]] = []
+        for task, state, when, extra in log:
+            task_id = task.spec.task_id
+            entry = live.get(task_id)
+            if entry is None:
+                entry = live[task_id] = _Live(_submitted_event(task, when), seq)
+                events.append(entry.submitted)
+                if state == entry.state:
+                    continue  # the submit hook's own state: the SUBMITTED event says it
+            elif state == entry.state and state in WAITING:
+                continue  # e.g. queued on submit, then enqueued: nothing new
+            event = _state_event(task, task_id, state, when, extra)
+            events.append(event)
+            entry.last, entry.state = event, state
+            if state in TERMINAL:
+                del live[task_id]
+                self._ended(task, event)
+        now = _now_us()
+        for task_id, entry in list(live.items()):
+            state = entry.state
+            if not is_live(task_id):  # dropped by the raylet without a result (its job ended)
+                events.append([FAILED, task_id, now, 0, "dropped: the job that submitted it ended"])
+                del live[task_id]
+                self.ended[FAILED] += 1
+            elif state in WAITING:
+                text = describe_wait(state, task_id)
+                if text != entry.waiting_on:
+                    entry.waiting_on = text
+                    events.append([WAITING_ON, task_id, text])
         writes: list[tuple[str, bytes | None]] = []
         total = sum(n for _, n in self.batches)
-        while self.batches and total + len(changed) > self.max_records:
+        while self.batches and total + len(events) > self.max_events:
             old_seq, count = self.batches.popleft()
             total -= count
             writes.append((batch_key(self.node_id, old_seq), None))
-            for task_id, seq in self.written_in.items():
-                if seq == old_seq:  # still live: carried into the new batch
-                    changed[task_id] = self.live[task_id]
-        if not changed:
+            for entry in live.values():
+                if entry.seq == old_seq:  # still live: its first and latest events go again
+                    entry.seq = seq
+                    events.append(entry.submitted)
+                    if entry.last is not None:
+                        events.append(entry.last)
+        if not events:
             return writes
-        self.seq += 1
-        for task_id, row in changed.items():
-            if row[STATE] in TERMINAL:
-                self.live.pop(task_id, None)
-                self.written_in.pop(task_id, None)
-                self.ended[row[STATE]] += 1
-                if row[STATE] == FAILED:
-                    self.failures.append(row)
-            else:
-                self.written_in[task_id] = self.seq
-        self.batches.append((self.seq, len(changed)))
-        value = json.dumps({"node_id": self.node_id, "rows": list(changed.values())})
-        writes.append((batch_key(self.node_id, self.seq), value.encode()))
+        self.seq = seq
+        self.batches.append((seq, len(events)))
+        value = json.dumps({"node_id": self.node_id, "events": events})
+        writes.append((batch_key(self.node_id, seq), value.encode()))
         return writes
+
+    def _ended(self, task: Any, event: list[Any]) -> None:
+        state = event[0]
+        self.ended[state] += 1
+        if state == FAILED:
+            spec = task.spec
+            self.failures.append({"task_id": spec.task_id, "name": spec.name or spec.function_name,
+                                  "node_id": self.node_id, "pid": getattr(task.worker, "pid", None),
+                                  "ended": event[2] / 1e6, "error": event[4]})
 
     def summary(self) -> dict[str, Any]:
         """Counts by state (live tasks now, ended ones in total) and the latest failures."""
         counts = dict(self.ended)
-        for row in self.live.values():
-            counts[row[STATE]] = counts.get(row[STATE], 0) + 1
-        failures: list[TaskRecord] = [record_from_row(r, self.node_id) for r in self.failures]
-        return {"counts": counts, "failures": failures}
+        for entry in self.live.values():
+            counts[entry.state] = counts.get(entry.state, 0) + 1
+        return {"counts": counts, "failures": list(self.failures)}
 
 
-def _new_row(task: Any, when: int) -> Row:
+def _submitted_event(task: Any, when: int) -> list[Any]:
     spec = task.spec
     if spec.actor_creation is not None:
         kind, actor_id = "ACTOR_CREATION_TASK", spec.actor_creation.actor_id
@@ -168,39 +176,18 @@ def _new_row(task: Any, when: int) -> Row:
         kind, actor_id, name = "ACTOR_TASK", spec.actor_id, spec.function_name
     else:
         kind, actor_id, name = "NORMAL_TASK", None, spec.function_name
-    # In ROW_FIELDS order.
-    return [spec.task_id, spec.job_id, spec.name or name, name, kind, actor_id, QUEUED, None, None,
-            spec.attempt, when, None, None, "", task.resources, None, []]
+    return [SUBMITTED, spec.task_id, when, spec.job_id, spec.name or name, name, kind, actor_id,
+            task.resources, PENDING_ARGS if task.missing else QUEUED]
 
 
-def _apply(row: Row, state: str, when: int, extra: Any, attempt: int,
-           worker_last_end: dict[str, int]) -> None:
-    row[STATE] = state
-    row[ATTEMPT] = attempt
+def _state_event(task: Any, task_id: str, state: str, when: int, extra: Any) -> list[Any]:
     if state == RUNNING:
-        row[WORKER_ID] = extra.worker_id.hex()
-        row[PID] = extra.pid
-        row[STARTED] = when
-        row[ENDED] = None
-        return
-    if state not in (FINISHED, FAILED, RETRYING):
-        return
-    worker_id = row[WORKER_ID]
-    if row[STARTED] is not None and worker_id is not None:
-        # A task sent to a busy worker (pipelined) starts when the previous one ends.
-        start = max(row[STARTED], worker_last_end.get(worker_id, 0))
-        row[STARTED] = start
-        worker_last_end[worker_id] = when
-        runs = row[RUNS]
-        runs.append([worker_id, row[PID], start, when, extra[1] if state == RETRYING else attempt, state])
-        del runs[:-MAX_RUNS]
+        return [RUNNING, task_id, when, task.spec.attempt, extra.worker_id.hex(), extra.pid]
     if state == RETRYING:
-        row[ERROR] = str(extra[0])
-        row[STARTED] = None
-    else:
-        row[ENDED] = when
+        return [RETRYING, task_id, when, extra[1], str(extra[0])]
     if state == FAILED:
-        row[ERROR] = error_text(extra)
+        return [FAILED, task_id, when, task.spec.attempt, error_text(extra)]
+    return [state, task_id, when, task.spec.attempt]
 
 
 def error_text(payload: Any) -> str:
