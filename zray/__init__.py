@@ -24,6 +24,7 @@ _EXPORTS = {
     "remote": "zray.client.api",
     "shutdown": "zray.client.api",
     "wait": "zray.client.api",
+    "timeline": "zray.util.state",
     "ObjectRef": "zray.client.object_ref",
     "get_actor": "zray.client.actor",
     "kill": "zray.client.actor",
@@ -44,7 +45,7 @@ __all__ = [
     "GetTimeoutError", "ObjectLostError", "ObjectRef", "ObjectStoreFullError",
     "TaskCancelledError", "TaskError", "WorkerCrashedError", "available_resources", "cancel",
     "cluster_resources", "exceptions", "get", "get_runtime_context", "init", "is_initialized",
-    "kv", "nodes", "put", "remote", "shutdown", "wait",
+    "kv", "nodes", "put", "remote", "shutdown", "timeline", "wait",
 ]
 
 
@@ -93,3 +94,4 @@ if TYPE_CHECKING:
         TaskError,
         WorkerCrashedError,
     )
+    from zray.util.state import timeline

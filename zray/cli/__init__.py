@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from zray.cli import cluster
+from zray.cli import cluster, observe
 from zray.services.gcs.cli import app as gcs_app
 from zray.services.global_sched.cli import app as sched_app
 from zray.services.raylet.cli import app as raylet_app
@@ -14,6 +14,7 @@ app.add_typer(gcs_app, name="gcs")
 app.add_typer(sched_app, name="global-sched")
 app.add_typer(raylet_app, name="raylet")
 cluster.register(app)
+observe.register(app)
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ from zray.common.errors import ZrayError
 EXIT_OK = 0
 EXIT_FAILED = 1
 DEFAULT_PORT = 6379
+DASHBOARD_PORT = 8265
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -71,12 +72,15 @@ def start(
     node_name: Annotated[str, typer.Option(help="Name of this node in status (default: host name).")] = "",
     gcs_shards: Annotated[int, typer.Option(min=1, help="GCS shards of a head, each its own process (shard i on port + 2i).")] = 1,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the services to be ready.")] = 30.0,
+    metrics_port: Annotated[Optional[int], typer.Option(help="Prometheus metrics: the GCS on this port, the global scheduler on +1, the raylet on +2 (a joining node's raylet on this port); 0 picks free ports. Default: off.")] = None,
+    dashboard_port: Annotated[int, typer.Option(help="Port of the head's web dashboard.")] = DASHBOARD_PORT,
+    no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Do not serve the web dashboard.")] = False,
 ) -> None:
     """Start a cluster's head (--head) or add a node to one (--address), in the background."""
     if head == (address is not None):
         _fail("give exactly one of --head (start a new cluster) or --address HOST:PORT (join one)")
     opts = NodeOptions(num_cpus, num_gpus, _parse_resources(resources), object_store_memory, node_name,
-                       spill_dir)
+                       spill_dir, metrics_port, None if no_dashboard or not head else dashboard_port)
     _warn_small_shm(object_store_memory)
     with rec.cluster_lock():
         record = rec.read_record()
@@ -117,7 +121,11 @@ def _start_head(record: rec.ClusterRecord | None, host: str, port: int, opts: No
         session_dir=launch.session_dir, head=True, started_at=time.time(),
         services=_services(launch), session_dirs=[launch.session_dir], store_dirs=[launch.store_dir])
     rec.write_record(record)
+    for warning in launch.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    dashboard = f"  dashboard:                         {launch.dashboard_url}\n" if launch.dashboard_url else ""
     typer.echo(f"zray head started: GCS at {addr}; session {launch.session_dir}\n\n"
+               f"{dashboard}"
                f"  connect from Python on this host:  zray.init(\"auto\")  or  zray.init(\"{addr}\")\n"
                f"  add a node to this cluster:        zray start --address {addr}\n"
                f"  see the cluster:                   zray status\n"

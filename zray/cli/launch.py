@@ -61,6 +61,11 @@ class NodeOptions:
     object_store_memory: int | None = None
     node_name: str = ""
     spill_dir: str = ""
+    # Prometheus exporters: the GCS on this port, the scheduler on +1, the raylet on +2
+    # (a joining node's raylet on this port); None: off.
+    metrics_port: int | None = None
+    # The head's web dashboard port; None: no dashboard.
+    dashboard_port: int | None = None
 
 
 @dataclass
@@ -72,6 +77,8 @@ class Launch:
     raylet_address: str
     specs: list[ServiceSpec] = field(default_factory=list)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    dashboard_url: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     def log(self, name: str) -> str:
         return log_path(self.session_dir, name)
@@ -143,12 +150,18 @@ def gcs_shard_args(host: str, port: int, index: int, num_shards: int, data_dir: 
     return args
 
 
-def _spawn_raylet(launch: Launch, gcs_address: str, opts: NodeOptions) -> None:
+def _spawn_raylet(launch: Launch, gcs_address: str, opts: NodeOptions, raylet_offset: int = 0) -> None:
     launch.spawn("raylet", raylet_args(
         gcs_address, launch.raylet_address, launch.store_dir, num_cpus=opts.num_cpus,
         num_gpus=opts.num_gpus, resources=opts.resources,
         object_store_memory=opts.object_store_memory, session_dir=launch.session_dir,
-        node_name=opts.node_name, spill_dir=opts.spill_dir))
+        node_name=opts.node_name, spill_dir=opts.spill_dir) + _metrics_args(opts.metrics_port, raylet_offset))
+
+
+def _metrics_args(port: int | None, offset: int) -> list[str]:
+    if port is None:
+        return []
+    return ["--metrics-port", str(port + offset if port else 0)]
 
 
 def advertised_host(host: str) -> str:
@@ -166,20 +179,43 @@ def start_head(host: str, port: int, opts: NodeOptions, timeout: float,
         if problem:
             raise StartFailed(f"{problem} (the GCS needs ports {port}-{ports[-1]}); stop what "
                               "holds it or choose another --port or --host")
+    first = opts.metrics_port or 0
+    for p in range(first, first + 3) if first else ():
+        problem = bind_problem(host, p)
+        if problem:
+            raise StartFailed(f"{problem} (metrics use ports {first} to {first + 2}); "
+                              "choose another --metrics-port")
     gcs_address = f"tcp://{advertised_host(host)}:{port}"
     launch = _new_launch()
     with _undone_on_failure(launch):
         data_dir = os.path.join(launch.session_dir, "gcs")
         for index in range(gcs_shards):
+            # Metrics ports: shard 0 on +0, the scheduler +1, the raylet +2, shard i > 0 on +2+i.
             launch.spawn("gcs" if index == 0 else f"gcs-{index}",
-                         gcs_shard_args(host, port, index, gcs_shards, data_dir))
+                         gcs_shard_args(host, port, index, gcs_shards, data_dir)
+                         + _metrics_args(opts.metrics_port, 2 + index if index else 0))
         launch.spawn("global-sched", ["zray.services.global_sched", "start",
                                       "--gcs-address", gcs_address,
-                                      "--address", f"tcp://{advertised_host(host)}:0"])
-        _spawn_raylet(launch, gcs_address, opts)
+                                      "--address", f"tcp://{advertised_host(host)}:0"]
+                     + _metrics_args(opts.metrics_port, 1))
+        _spawn_raylet(launch, gcs_address, opts, raylet_offset=2)
+        if opts.dashboard_port is not None:
+            _spawn_dashboard(launch, gcs_address, host, opts.dashboard_port)
         launch.start()
         wait_ready(launch, gcs_address, timeout)
     return launch
+
+
+def _spawn_dashboard(launch: Launch, gcs_address: str, host: str, port: int) -> None:
+    """A taken dashboard port does not fail the start (the cluster works without it)."""
+    problem = bind_problem(host, port)
+    if problem:
+        launch.warnings.append(f"the dashboard is not served: {problem}; give --dashboard-port "
+                               "to choose another, or --no-dashboard")
+        return
+    launch.spawn("dashboard", ["zray.dashboard", "--gcs-address", gcs_address, "--host", host,
+                               "--port", str(port)])
+    launch.dashboard_url = f"http://{advertised_host(host)}:{port}/"
 
 
 def start_node(gcs_address: str, opts: NodeOptions, timeout: float) -> Launch:

@@ -1,7 +1,7 @@
 """Worker output to the driver's terminal.
 
 In a worker, `sys.stdout`/`sys.stderr` are replaced by streams that write to
-the worker's log file (its fd 1) and forward complete lines to the raylet,
+the worker's log file (its fd 1, rotated by size) and forward complete lines to the raylet,
 which publishes them per job. In a driver, a daemon thread prints them,
 prefixed with the task name and worker pid.
 """
@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 import zmq
 
+from zray.client.log_files import RotatingLog
 from zray.common import wire
 from zray.common.messages.raylet import LogLines
 from zray.common.sockets import configure
@@ -33,6 +34,8 @@ class _ForwardingStream(io.TextIOBase):
 
     def write(self, text: str) -> int:
         self.original.write(text)
+        if self.forwarder.log_file is not None:
+            self.forwarder.log_file.wrote(len(text))
         data = self.partial + text
         cut = data.rfind("\n")
         if cut < 0:
@@ -63,6 +66,7 @@ class LogForwarder:
         self.lock = threading.Lock()
         self.sock = configure(client.ctx.socket(zmq.DEALER), identity=client.worker_id + b"/log")
         self.sock.connect(client.raylet_address)
+        self.log_file = RotatingLog.for_stdout()
 
     @classmethod
     def install(cls, client: Any) -> LogForwarder:

@@ -22,6 +22,9 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     log_level: str = "INFO"
+    # Prometheus exporter: None is off, 0 any free port (announced in the GCS kv table).
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     @classmethod
     def load(cls: type[_S], env_prefix: str = "ZRAY_", **overrides: Any) -> _S:

@@ -51,6 +51,9 @@ class Reader:
         self.handlers = handlers
         self.routed = routed
         self.bad_messages = 0
+        # Messages handled per kind: [count, seconds in handlers] (seconds only
+        # when the service sets time_handlers); read by metrics exporters.
+        self.stats: dict[str, list[float]] = {}
 
     def drain(self) -> None:
         """Event-loop callback: handle what is waiting, then settle the service."""
@@ -85,8 +88,15 @@ class Reader:
         if handler is None:
             log.warning("%s: no handler for %s", self.service.name, msg.kind)
             return
+        stats = self.stats.get(msg.kind)
+        if stats is None:
+            stats = self.stats[msg.kind] = [0, 0.0]
+        stats[0] += 1
+        started = time.perf_counter() if self.service.time_handlers else 0.0
         try:
             handler(routing, msg, buffers)
+            if started:
+                stats[1] += time.perf_counter() - started
         except Exception as exc:
             log.exception("%s: handler for %s failed", self.service.name, msg.kind)
             req_id = getattr(msg, "req_id", 0)
@@ -115,6 +125,7 @@ class Service:
     """Base of every zray service process."""
 
     name = "service"
+    time_handlers = False  # measure seconds per handled message (for latency metrics)
 
     def __init__(self) -> None:
         self.ctx: zmq.Context[Any] = zmq.Context.instance()

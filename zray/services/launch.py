@@ -40,10 +40,12 @@ def _run_gcs(children: dict[str, Any] | None = None) -> None:
     from zray.common.config import GcsSettings
     from zray.common.logs import configure_logging
     from zray.services.gcs.server import GcsShard
+    from zray.services.metrics import serve_gcs
 
     settings = GcsSettings.load(env_prefix="ZRAY_GCS_")
     configure_logging("gcs", settings.log_level)
     shard = GcsShard(settings)
+    serve_gcs(shard)
     if children:
         def watch() -> None:
             for name, child in children.items():
@@ -59,11 +61,14 @@ def _run_sched() -> None:
     from zray.common.config import SchedSettings
     from zray.common.logs import configure_logging
     from zray.services.global_sched.server import GlobalScheduler
+    from zray.services.metrics import serve_sched
 
     settings = SchedSettings.load(env_prefix="ZRAY_SCHED_",
                                   gcs_address=os.environ["ZRAY_GCS_ADDRESS"])
     configure_logging("global-sched", settings.log_level)
-    GlobalScheduler(settings).run()
+    sched = GlobalScheduler(settings)
+    serve_sched(sched)
+    sched.run()
 
 
 def _run_embedded() -> None:

@@ -13,7 +13,15 @@ ACTORS = "actors"
 KV = "kv"
 COUNTERS = "counters"
 USER_KV = "user_kv"  # zray.kv: keys are the hex of the user's key bytes
-TABLES = (NODES, TASKS, OBJECTS, FUNCTIONS, JOBS, ACTORS, KV, COUNTERS, USER_KV)
+# Observability: batches of task state records per raylet (key node_id:seq),
+# and each raylet's worker list (key node_id). See zray/services/raylet/task_events.py.
+TASK_EVENTS = "task_events"
+WORKERS = "workers"
+# Per raylet (key node_id): task counts by state and its latest failures, so the
+# dashboard need not read the whole task history each refresh.
+TASK_SUMMARY = "task_summary"
+TABLES = (NODES, TASKS, OBJECTS, FUNCTIONS, JOBS, ACTORS, KV, COUNTERS, USER_KV, TASK_EVENTS,
+          WORKERS, TASK_SUMMARY)
 
 
 class NodeInfo(Record):

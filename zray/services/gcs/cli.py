@@ -26,6 +26,7 @@ def start(
     shard_index: Annotated[Optional[int], typer.Option(envvar="ZRAY_GCS_SHARD_INDEX", help="Run only this shard (others run elsewhere); default: run all --shards here, each its own process.")] = None,
     head_address: Annotated[Optional[str], typer.Option(envvar="ZRAY_GCS_HEAD_ADDRESS", help="Shard 0's address, where a shard > 0 registers (host:port).")] = None,
     fsync: Annotated[bool, typer.Option("--fsync", envvar="ZRAY_GCS_FSYNC", help="Flush every group commit to disk (survives power loss, not just a killed process).")] = False,
+    metrics_port: Annotated[Optional[int], typer.Option(envvar="ZRAY_GCS_METRICS_PORT", help="Serve Prometheus metrics on this HTTP port (0: any free port; a group's shard i on port + i; default: off).")] = None,
     log_level: Annotated[str, typer.Option(envvar="ZRAY_LOG_LEVEL")] = "INFO",
 ) -> None:
     """Run GCS shards in the foreground until SIGTERM."""
@@ -43,9 +44,9 @@ def start(
             raise typer.BadParameter("a shard other than 0 needs --head-address (shard 0's host:port)",
                                      param_hint="--head-address")
         run_shard(base, shard_index, shards, data_dir, normalize(head_address) if head_address else "",
-                  advertise, fsync, log_level)
+                  advertise, fsync, log_level, metrics_port)
         return
-    run_group(base, shards, data_dir, advertise, fsync, log_level)
+    run_group(base, shards, data_dir, advertise, fsync, log_level, metrics_port)
 
 
 @app.command()

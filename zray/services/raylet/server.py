@@ -64,11 +64,13 @@ from zray.services.raylet.lineage import Lineage
 from zray.services.raylet.object_listing import summarize
 from zray.services.raylet.object_store import SharedMemoryStore, check_shm, default_capacity
 from zray.services.raylet.object_table import ObjectTable
+from zray.services.raylet.observe import RayletObserver
 from zray.services.raylet.resources import fits, node_resources
 from zray.services.raylet.sched_link import SchedulerLink
 from zray.services.raylet.spill_dir import SpillDir
 from zray.services.raylet.state import Client, LocalObject, Task
 from zray.services.raylet.store_memory import StoreMemory
+from zray.services.raylet.task_events import TaskEvents
 from zray.services.raylet.task_queue import ReadyQueue
 from zray.services.raylet.worker_pool import WorkerPool, WorkerProc, describe_exit
 
@@ -116,6 +118,8 @@ class Raylet(Service):
         self.durations = pipelining.Durations()
         self.counters = {"finished": 0, "failed": 0, "retried": 0, "submitted": 0}
         self.started = time.time()
+        self.events = TaskEvents(self.node_id)
+        self.observer = RayletObserver(self)
 
     # set-up --------------------------------------------------------------
     def setup(self) -> None:
@@ -161,6 +165,7 @@ class Raylet(Service):
         self.every(1.0, self.check_drivers)
         self.subscriber = ServiceSubscriber(self, self.gcs)
         self.sched.follow(self.subscriber)
+        self.observer.install()
         self.publish_node()
         log.info("%s: serving on %s; resources %s; store %s (%.2f GiB); spill folder %s; "
                  "a full store fails puts after %.1fs", self.name, self.local_address, self.total,
@@ -247,6 +252,7 @@ class Raylet(Service):
                 self.objects.depend(task, arg.ref)
         for oid in spec.nested_refs:
             self.objects.pin(oid)
+        self.events.submitted(task)
         if spec.actor_creation is not None:
             self.actors.created(task)
         if spec.actor_id is not None:
@@ -259,7 +265,9 @@ class Raylet(Service):
                                [arg.ref for arg in spec.args if arg.ref is not None])
 
     def _enqueue(self, task: Task, front: bool = False) -> None:
-        if not self.queue.feasible(task.resources):
+        feasible = self.queue.feasible(task.resources)
+        self.events.queued(task, feasible)
+        if not feasible:
             self.infeasible[task.spec.task_id] = task
             self.sched.spill(task)
             return
@@ -325,6 +333,7 @@ class Raylet(Service):
         """Assign a task to a worker; assignments go out batched per worker."""
         task.worker = worker
         task.dispatched_at = time.monotonic()
+        self.events.running(task, worker)
         worker.tasks.append(task)
         bufs = list(task.bufs)
         arg_objects = []
@@ -434,6 +443,7 @@ class Raylet(Service):
                 obj.waiting_clients.remove((task.owner, True))
 
     def _retry(self, task: Task, why: str) -> None:
+        self.events.retried(task, why)
         task.retries_left -= 1
         self.counters["retried"] += 1
         task.spec = task.spec.model_copy(update={"attempt": task.spec.attempt + 1})
@@ -445,6 +455,7 @@ class Raylet(Service):
                   contains: dict[str, list[str]] | None = None) -> None:
         self.tasks.pop(task.spec.task_id, None)
         self.counters["finished"] += 1
+        self.events.finished(task, returns, bufs)
         for loc in returns:
             data = bufs[loc.buf] if loc.buf >= 0 else None
             self._seal(loc.object_id, loc.size, data, loc.in_store, loc.is_error,
@@ -798,6 +809,7 @@ class Raylet(Service):
         self.memory.spill.destroy()
         if not self.settings.spill_dir:
             shutil.rmtree(self.spill_dir, ignore_errors=True)
+        self.observer.close()
         self.gcs.write(NODES, self.node_id, self.node_info(alive=False).model_dump_json().encode())
         self.gcs.flush()
         # Give the final node record a moment to leave; other sockets do not linger.

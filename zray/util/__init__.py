@@ -1,0 +1,1 @@
+"""Tools around the core API: the state API (zray.util.state)."""
