@@ -297,7 +297,8 @@ class Raylet(Service):
         self.events.queued(task, feasible)
         if where is Where.SPILL or not feasible:
             self.infeasible[task.spec.task_id] = task
-            self.sched.spill(task)
+            if not self.sched.spill(task) and feasible:
+                self.place_locally(task)
             return
         if self._pull_remote_args(task, front):
             return
@@ -325,7 +326,7 @@ class Raylet(Service):
             node_id=self.node_id, feasible_here=feasible,
             free_here=fits(task.resources, self.queue.available), queue_len=len(self.queue),
             cpus=self.total.get("CPU", 1.0), remote_input_bytes=remote, local_input_bytes=local,
-            has_peers=bool(self.links.peers()), has_scheduler=bool(self.sched.schedulers),
+            has_peers=bool(self.links.peers()), has_scheduler=bool(self.sched.live()),
             forwarded=bool(spec.origin_node))
         return decide(situation, spec.strategy, spec.affinity_node, spec.affinity_soft, affinity_ok)
 
@@ -877,6 +878,13 @@ class Raylet(Service):
         assert isinstance(msg, LogLines)
         self.log_pub.send_multipart([msg.job_id.encode(), *wire.encode(msg)], zmq.NOBLOCK)
 
+    def place_locally(self, task: Task) -> None:
+        """Queue here a task that was waiting for a placement."""
+        self.infeasible.pop(task.spec.task_id, None)
+        if not self._pull_remote_args(task, False):
+            self.queue.push(task, task.resources)
+            self.schedule_soon()
+
     # other nodes -------------------------------------------------------------
     def submit_forwarded(self, origin: bytes, spec: TaskSpec, bufs: list[Any]) -> None:
         """Run a task another node forwarded; its results go back to that node."""
@@ -917,10 +925,7 @@ class Raylet(Service):
             return
         if msg.node_id == self.node_id:
             if self.queue.feasible(task.resources):
-                del self.infeasible[msg.task_id]
-                if not self._pull_remote_args(task, False):
-                    self.queue.push(task, task.resources)
-                    self.schedule_soon()
+                self.place_locally(task)
             return
         if self.links is not None and self.links.forward(task, msg.node_id):
             del self.infeasible[msg.task_id]
