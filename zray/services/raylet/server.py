@@ -295,6 +295,12 @@ class Raylet(Service):
                 "elsewhere then"))
             return
         self.events.queued(task, feasible)
+        if task.spec.actor_creation is not None and not feasible:
+            log.warning("%s: actor %s needs %s, which this node cannot provide; actors run on the "
+                        "node that creates them, so it waits", self.name,
+                        task.spec.actor_creation.class_name, task.resources)
+            self.infeasible[task.spec.task_id] = task
+            return
         if where is Where.SPILL or not feasible:
             self.infeasible[task.spec.task_id] = task
             if not self.sched.spill(task) and feasible:
@@ -307,6 +313,9 @@ class Raylet(Service):
 
     def _placement(self, task: Task, feasible: bool) -> Where:
         spec = task.spec
+        if spec.actor_creation is not None:
+            # An actor lives on the node its handle's calls go to: this one.
+            return Where.LOCAL
         if self.links is None:
             return Where.LOCAL if not spec.affinity_node or spec.affinity_node == self.node_id \
                 or spec.affinity_soft else Where.UNSCHEDULABLE
@@ -921,7 +930,7 @@ class Raylet(Service):
     # spill-over --------------------------------------------------------------
     def on_placed(self, msg: TaskPlaced) -> None:
         task = self.infeasible.get(msg.task_id)
-        if task is None:
+        if task is None or task.spec.actor_creation is not None:
             return
         if msg.node_id == self.node_id:
             if self.queue.feasible(task.resources):
