@@ -71,6 +71,8 @@ class SchedSettings(Settings):
     gcs_address: str
     address: str = "tcp://127.0.0.1:0"
     sched_id: str = ""
+    # A node silent this long is declared dead (in the GCS, for every subscriber).
+    node_timeout: float = 3.0
 
 
 class RayletSettings(Settings):

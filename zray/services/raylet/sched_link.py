@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SCHEDULERS_PREFIX = "scheduler:"
+NODE_DEAD_PREFIX = "node_dead:"  # zray.services.global_sched.server.NODE_DEAD_PREFIX
 # A replica refreshes its entry every 2 s; silent this long, it is taken for dead.
 SCHEDULER_STALE = 6.0
 
@@ -105,6 +106,11 @@ class SchedulerLink:
     def _on_kv_changes(self, changes: list[RowChange]) -> None:
         raylet = self.raylet
         for change in changes:
+            if change.key.startswith(NODE_DEAD_PREFIX):
+                if change.new is not None:
+                    reason = json.loads(change.new).get("reason", "declared dead")
+                    raylet.node_died(change.key[len(NODE_DEAD_PREFIX):], reason)
+                continue
             if not change.key.startswith(SCHEDULERS_PREFIX):
                 continue
             sched_id = change.key[len(SCHEDULERS_PREFIX):]
