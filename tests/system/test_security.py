@@ -41,12 +41,6 @@ pytestmark = pytest.mark.timeout(150)
 NO_TOKEN = {"ZRAY_TOKEN": ""}
 
 
-def token_of(head: Head) -> str:
-    token = security.read_token_file(os.path.join(head.root, security.TOKEN_FILE_NAME))
-    assert token is not None, "zray start --head wrote no token file"
-    return token
-
-
 @pytest.fixture(scope="module")
 def head() -> Iterator[Head]:
     port = free_port_pair()
@@ -54,7 +48,7 @@ def head() -> Iterator[Head]:
     try:
         started = h.cli("start", "--head", "--port", str(port), "--num-cpus", "2", "--no-dashboard")
         assert started.returncode == 0, f"zray start failed:\n{started.stdout}\n{started.stderr}"
-        assert f"--address {h.address} --token {token_of(h)}" in started.stdout, started.stdout
+        assert f"--address {h.address} --token {h.token()}" in started.stdout, started.stdout
         yield h
     finally:
         stopped = h.cli("stop")
@@ -82,7 +76,7 @@ def elsewhere() -> Iterator[Head]:
 def test_token_file_is_readable_by_its_owner_only(head: Head) -> None:
     path = os.path.join(head.root, security.TOKEN_FILE_NAME)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert head.cli("token").stdout.strip() == token_of(head)
+    assert head.cli("token").stdout.strip() == head.token()
 
 
 def _raw_write(address: str, key: str, keys: security.CurveKeys | None,
@@ -110,9 +104,9 @@ def test_raw_sockets_without_the_token_get_nothing_processed(head: Head) -> None
     assert _raw_write(address, "plain", None, wait=3.0) is None
     assert _raw_write(address, "wrong-key", wrong, wait=3.0) is None
     # The same bytes with the cluster's keys are a valid request: the control.
-    assert _raw_write(address, "allowed", security.CurveKeys.from_token(token_of(head)),
+    assert _raw_write(address, "allowed", security.CurveKeys.from_token(head.token()),
                       wait=10.0) is not None
-    gcs = GcsClient(address, timeout=10.0, token=token_of(head))
+    gcs = GcsClient(address, timeout=10.0, token=head.token())
     try:
         assert gcs.get(KV, "allowed") == b"written by allowed"
         assert gcs.get(KV, "plain") is None and gcs.get(KV, "wrong-key") is None
@@ -147,7 +141,7 @@ def square(x):
 
 print(sum(zray.get([square.remote(i) for i in range(10)], timeout=60)))
 zray.shutdown()
-""", env={**elsewhere.env, "ZRAY_TOKEN": token_of(head)})
+""", env={**elsewhere.env, "ZRAY_TOKEN": head.token()})
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.strip().splitlines()[-1] == "285"
 
@@ -164,13 +158,13 @@ def test_joining_needs_the_token(head: Head, elsewhere: Head) -> None:
     assert wrong.returncode == 1 and "another cluster token" in wrong.stderr, wrong.stderr
 
     joined = _cli(env, "start", "--address", head.address, "--num-cpus", "1",
-                  "--node-name", "joined", "--token", token_of(head))
+                  "--node-name", "joined", "--token", head.token())
     assert joined.returncode == 0, joined.stdout + joined.stderr
     poll_for(lambda: alive_nodes(head) == 2, 30, what="the joined raylet to register")
     path = os.path.join(elsewhere.root, security.TOKEN_FILE_NAME)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     for proc in zray_processes(session_dir=elsewhere.root):  # the token is never an argument
-        assert token_of(head) not in " ".join(proc.cmdline())
+        assert head.token() not in " ".join(proc.cmdline())
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -200,7 +194,7 @@ def test_traffic_is_encrypted(head: Head) -> None:
 
     threading.Thread(target=serve, daemon=True).start()
     marker = b"secret-" + os.urandom(8).hex().encode()
-    gcs = GcsClient(f"127.0.0.1:{relay_port}", timeout=10.0, token=token_of(head))
+    gcs = GcsClient(f"127.0.0.1:{relay_port}", timeout=10.0, token=head.token())
     try:
         gcs.put(KV, "encrypted", marker * 4)  # a put is answered after the round trip
         assert gcs.get(KV, "encrypted") == marker * 4
