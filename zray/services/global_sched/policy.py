@@ -44,3 +44,15 @@ def place(request: dict[str, float], nodes: list[NodeLoad],
     ready = [n for n in feasible if fits(request, n.available)]
     candidates = ready or feasible
     return min(candidates, key=lambda n: (expected_wait(n, arg_bytes), n.queue_len, n.node_id))
+
+
+def place_spread(request: dict[str, float], nodes: list[NodeLoad],
+                 placed: dict[str, int]) -> NodeLoad | None:
+    """SPREAD: among the nodes that can run the task (now, else ever), the one
+    this scheduler has given the fewest such tasks so far."""
+    feasible = [n for n in nodes if n.alive and fits(request, n.total)]
+    if not feasible:
+        return None
+    ready = [n for n in feasible if fits(request, n.available)]
+    candidates = ready or feasible
+    return min(candidates, key=lambda n: (placed.get(n.node_id, 0), n.queue_len, n.node_id))

@@ -42,7 +42,19 @@ class SchedulerLink:
         sock = next(iter(self.schedulers.values()))
         self._next_req += 1
         self.raylet.send(sock, [], PlaceTask(req_id=self._next_req, task_id=task.spec.task_id,
-                                             resources=task.resources))
+                                             resources=task.resources,
+                                             arg_bytes=self._arg_bytes(task),
+                                             strategy=task.spec.strategy))
+
+    def _arg_bytes(self, task: Task) -> dict[str, int]:
+        """Bytes of the task's inputs per node holding them (for locality)."""
+        held: dict[str, int] = {}
+        for arg in task.spec.args:
+            obj = self.raylet.objects.get(arg.ref) if arg.ref is not None else None
+            if obj is not None and (obj.in_store or obj.location):
+                node = self.raylet.node_id if obj.in_store else obj.location
+                held[node] = held.get(node, 0) + obj.size
+        return held
 
     def _reply(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
         if isinstance(msg, TaskPlaced):
@@ -81,7 +93,8 @@ class SchedulerLink:
         if not self.schedulers:
             return
         r = self.raylet
-        beat = NodeHeartbeat(node_id=r.node_id, address=r.local_address,
+        beat = NodeHeartbeat(node_id=r.node_id,
+                             address=r.links.address if r.links is not None else r.local_address,
                              resources_total=r.total, resources_available=r.queue.available,
                              queue_len=len(r.queue), store_used=r.store.used,
                              store_capacity=r.store.capacity)
