@@ -58,7 +58,11 @@ def check(
     from zray.common.errors import ZrayError
     from zray.services.gcs.client import GcsClient
 
-    client = GcsClient(address, timeout=timeout)
+    try:
+        client = GcsClient(address, timeout=timeout)
+    except ZrayError as exc:  # e.g. no cluster token for a tcp:// address
+        typer.echo(f"unhealthy: {exc}", err=True)
+        sys.exit(1)
     try:
         pongs = [client.ping()]
         pongs += [client.ping(shard=i) for i in range(1, client.num_shards)]

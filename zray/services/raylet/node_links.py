@@ -41,7 +41,7 @@ from zray.common.messages.node import (
 from zray.common.messages.raylet import split_frames
 from zray.common.messages.tables import NODES, NodeInfo
 from zray.common.messages.task import ObjectLoc
-from zray.common.sockets import bind
+from zray.common.sockets import bind, connect
 
 if TYPE_CHECKING:
     from zray.services.gcs.clone import RowChange
@@ -126,7 +126,7 @@ class NodeLinks:
         sock = self._socks.get(address)
         if sock is None:
             sock = self.r.socket(zmq.DEALER, identity=self.r.node_id.encode())
-            sock.connect(address)
+            connect(sock, address)
             self.r.add_reader(sock, wire.Protocol("node-replies", NODE_REPLIES), {
                 TasksDone: self.on_tasks_done,
                 ObjectChunk: self.on_chunk,

@@ -20,6 +20,7 @@ from zray.common import wire
 from zray.common.messages.base import Message
 from zray.common.messages.sched import SCHED_REPLIES, NodeHeartbeat, PlaceTask, TaskPlaced
 from zray.common.messages.tables import KV
+from zray.common.sockets import connect
 
 if TYPE_CHECKING:
     from zray.services.gcs.clone import RowChange
@@ -126,7 +127,7 @@ class SchedulerLink:
                 continue  # a refresh of a known replica
             address = json.loads(change.new)["address"]
             sock = raylet.socket(zmq.DEALER)
-            sock.connect(address)
+            connect(sock, address)
             raylet.add_reader(sock, wire.Protocol("sched-replies", SCHED_REPLIES),
                               dict.fromkeys(SCHED_REPLIES, self._reply), routed=False)
             self.schedulers[sched_id] = sock
