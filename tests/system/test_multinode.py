@@ -166,3 +166,21 @@ def test_work_continues_when_a_global_scheduler_dies(cluster: Head) -> None:
         assert len(out) >= 2, "spilled tasks still reach other nodes"
     finally:
         stop_popen(second)
+
+
+def test_a_task_no_node_can_run_waits_and_status_says_so(cluster: Head) -> None:
+    out = run(cluster, """
+        import subprocess
+        ref = where.options(resources={"nowhere": 1}).remote()
+        deadline = time.time() + 60
+        text = ""
+        while time.time() < deadline and "nowhere" not in text:
+            time.sleep(0.3)
+            text = subprocess.run([sys.executable, "-c", "from zray.cli import main; main()", "status"],
+                                  capture_output=True, text=True).stdout
+        ready, _ = zray.wait([ref], timeout=0.5)
+        zray.cancel(ref)
+        print(json.dumps({"status": text, "ready": len(ready)}))
+    """)
+    assert out["ready"] == 0
+    assert "waiting" in out["status"] and "'nowhere': 1.0" in out["status"], out["status"]
