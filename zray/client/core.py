@@ -106,6 +106,7 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
         self.results: dict[str, _Result] = {}
         self.ready: set[str] = set()
         self.expected: set[str] = set()
+        self.fetch_needed: set[str] = set()
         self.fetch_requested: set[str] = set()
         self.wait_requested: set[str] = set()
         self.replies: dict[int, Message] = {}
@@ -324,12 +325,16 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
         if isinstance(msg, ObjectsReady):
             for loc in msg.objects:
                 oid = loc.object_id
+                was_expected = oid in self.expected
                 self.expected.discard(oid)
                 if oid not in self.refcounts:
                     continue  # every ref to it was dropped and released: keeping it would leak
                 self.ready.add(oid)
                 if loc.buf >= 0 or loc.in_store:
                     self.results[oid] = _Result(loc, bufs[loc.buf] if loc.buf >= 0 else None)
+                elif was_expected:
+                    # One of our results, kept on the node that made it: a get must ask for it.
+                    self.fetch_needed.add(oid)
         elif isinstance(msg, ExecuteTasks):
             if self.blocked and self.actor_id is None:
                 # Queued behind a task that now waits in get: hand them back to run elsewhere.
@@ -501,6 +506,9 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
             # Scan from the end and trim: each id is checked once when it arrives.
             while pending and pending[-1] in results:
                 pending.pop()
+            if self.fetch_needed:
+                need, self.fetch_needed = self.fetch_needed, set()
+                self._request_missing([o for o in need if o not in results], fetch=True)
             return not pending
 
         if not self._wait_until(arrived, timeout):

@@ -39,6 +39,7 @@ class References:
     to_borrow: list[tuple[str, str]]
     results: dict[str, Any]
     ready: set[str]
+    fetch_needed: set[str]
     _last_release: float
     worker_id: bytes
 
@@ -94,6 +95,7 @@ class References:
             self.refcounts.pop(oid, None)
             self.results.pop(oid, None)
             self.ready.discard(oid)
+            self.fetch_needed.discard(oid)
             if oid in self.owned:
                 self.owned.discard(oid)
                 released.append(oid)

@@ -46,6 +46,9 @@ class RemoteResult(Record):
     returns: list[ObjectLoc]
     app_error: bool = False
     contains: dict[str, list[str]] = {}
+    # Arguments this node could not fetch: the task did not run; the owner's
+    # node reruns it once they are back (rebuilt if their node died).
+    lost_args: list[str] = []
 
 
 class TasksDone(Message):

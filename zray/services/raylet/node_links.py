@@ -177,6 +177,10 @@ class NodeLinks:
             task = self.r.tasks.get(result.task_id)
             if task is None or task.forwarded_to != msg.node_id:
                 continue
+            if result.lost_args:
+                task.forwarded_to = ""
+                self.r.rerun_forwarded(task, result.lost_args)
+                continue
             returns: list[ObjectLoc] = []
             for loc in result.returns:
                 if loc.in_store:
@@ -255,6 +259,11 @@ class NodeLinks:
         result = RemoteResult(task_id=task.spec.task_id, returns=locs,
                               app_error=any(loc.is_error for loc in returns), contains=contains or {})
         self.r.send(self.router, [origin], TasksDone(node_id=self.r.node_id, results=[result]), frames)
+
+    def report_lost(self, task: Task, lost: list[str]) -> None:
+        """A forwarded task cannot run here: an argument could not be fetched."""
+        result = RemoteResult(task_id=task.spec.task_id, returns=[], lost_args=lost)
+        self.r.send(self.router, [task.owner], TasksDone(node_id=self.r.node_id, results=[result]))
 
     def on_free(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
         assert isinstance(msg, FreeObjects)

@@ -282,6 +282,8 @@ class Raylet(Service):
                                [arg.ref for arg in spec.args if arg.ref is not None])
 
     def _enqueue(self, task: Task, front: bool = False) -> None:
+        if self._wait_for_args(task):
+            return
         feasible = self.queue.feasible(task.resources)
         where = self._placement(task, feasible)
         if where is Where.FORWARD:
@@ -352,11 +354,16 @@ class Raylet(Service):
 
         def pulled(error: str | None, obj: LocalObject) -> None:
             if error is not None:
-                if not task.cancelled and task.spec.task_id in self.tasks:
-                    task.cancelled = True
-                    self.fail_task(task, ObjectLostError(
-                        f"argument {obj.object_id} of task {task.spec.function_name} could not be "
-                        f"fetched: {error}"))
+                if task.cancelled or task.spec.task_id not in self.tasks:
+                    return
+                if not obj.ready:
+                    obj.waiting_tasks.append(task)  # lost with its node: rebuilt, then sealed
+                    return
+                # Its node may be dead without being declared so yet: try again shortly.
+                log.info("%s: argument %s of task %s not fetched (%s); trying again", self.name,
+                         obj.object_id[:16], task.spec.task_id[:12], error)
+                task.missing -= 1
+                self.loop.call_later(1.0, lambda: self._retry_args(task, front))
                 return
             task.missing -= 1
             if task.missing == 0 and not task.cancelled:
@@ -366,6 +373,25 @@ class Raylet(Service):
             self.links.pull_from_node(obj.object_id, obj.location,
                                       lambda error, obj=obj: pulled(error, obj))  # type: ignore[misc]
         return True
+
+    def _retry_args(self, task: Task, front: bool) -> None:
+        if task.spec.task_id in self.tasks and not task.cancelled and task.missing == 0:
+            self._enqueue(task, front)
+        self.settle()
+
+    def _wait_for_args(self, task: Task) -> bool:
+        """Arguments that are not ready (e.g. lost and being rebuilt): wait for
+        them before running the task. False when all are ready."""
+        waiting = False
+        for arg in task.spec.args:
+            if arg.ref is None:
+                continue
+            obj = self.objects.entry(arg.ref)
+            if not obj.ready and task not in obj.waiting_tasks:
+                obj.waiting_tasks.append(task)
+                task.missing += 1
+                waiting = True
+        return waiting
 
     def schedule_soon(self) -> None:
         if not self._schedule_scheduled:
@@ -1013,15 +1039,37 @@ class Raylet(Service):
             self._maybe_free(obj)
 
     def argument_lost(self, oid: str, why: str) -> None:
+        """An argument of tasks forwarded here could not be fetched: hand them back
+        to their owners' nodes, which rerun them once it is available again."""
         obj = self.objects.get(oid)
         if obj is None:
             return
+        log.info("%s: argument %s not fetched (%s); returning its tasks to their owners",
+                 self.name, oid[:16], why)
         waiting, obj.waiting_tasks = obj.waiting_tasks, []
         for task in waiting:
-            if task.spec.task_id in self.tasks and not task.cancelled:
-                task.cancelled = True
-                self.fail_task(task, ObjectLostError(
-                    f"argument {oid} of task {task.spec.function_name} could not be fetched: {why}"))
+            if self.tasks.pop(task.spec.task_id, None) is None or self.links is None:
+                continue
+            self.links.report_lost(task, [oid])
+            for i in range(1, task.spec.num_returns + 1):
+                ret = self.objects.get(return_object_hex(task.spec.task_id, i))
+                if ret is not None and not ret.ready:
+                    self.objects.remove(ret)
+            for arg in task.spec.args:
+                if arg.ref is not None and arg.ref != oid:
+                    other = self.objects.unpin(arg.ref)
+                    if other is not None:
+                        if task in other.waiting_tasks:
+                            other.waiting_tasks.remove(task)
+                        self._maybe_free(other)
+        if not obj.waiting_tasks and obj.pins <= len(waiting):
+            self.objects.remove(obj)
+
+    def rerun_forwarded(self, task: Task, lost: list[str]) -> None:
+        """The node a task was forwarded to could not fetch its arguments."""
+        log.info("%s: task %s came back unrun (arguments %s not fetched there); rescheduling",
+                 self.name, task.spec.task_id[:12], ", ".join(o[:16] for o in lost))
+        self._enqueue(task)
 
     # spill-over --------------------------------------------------------------
     def on_placed(self, msg: TaskPlaced) -> None:

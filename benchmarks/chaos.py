@@ -1,0 +1,209 @@
+"""Chaos run: a workload on 4 raylets while raylets are killed and restarted.
+
+    python benchmarks/chaos.py [--calm 20] [--chaos 40] [--every 4] [--json out.json]
+
+A head and three more nodes on this host (`zray start`, supervised: a killed
+raylet is restarted as a new node). A driver on the head runs rounds of
+tasks spread over the nodes: independent tasks, and chains whose 256 KB
+intermediate objects live on the nodes that ran them, plus calls on two
+actors. Every result is checked. For `--calm` seconds nothing is killed (the
+baseline), then for `--chaos` seconds a killer SIGKILLs a random non-head
+raylet every `--every` seconds. The report: faults injected, rounds and
+tasks, wrong results (must be 0), recovery time per fault (kill to the next
+round completed, i.e. until reruns and lineage replay caught up), throughput
+with and without faults, and whether all resources are free again at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+DRIVER = textwrap.dedent("""
+    import json, sys, time
+    import numpy as np
+    import zray
+
+    calm, chaos, log_path = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+    zray.init("auto")
+
+    @zray.remote(max_retries=5)
+    def square(x):
+        time.sleep(0.005)
+        return x * x
+
+    @zray.remote(max_retries=5)
+    def block(seed):
+        return np.full(32 * 1024, seed, dtype=np.float64)   # 256 KB: kept in the store
+
+    @zray.remote(max_retries=5)
+    def grow(a):
+        return a + 1
+
+    @zray.remote
+    class Counter:
+        def __init__(self):
+            self.n = 0
+        def incr(self):
+            self.n += 1
+            return self.n
+
+    counters = [Counter.remote(), Counter.remote()]
+    expected = [0, 0]
+    start = time.time()
+    rounds = tasks = wrong = 0
+    with open(log_path, "w") as log:
+        while time.time() - start < calm + chaos:
+            xs = list(range(rounds * 50, rounds * 50 + 50))
+            refs = [square.options(scheduling_strategy="SPREAD").remote(x) for x in xs]
+            chains = []
+            for seed in range(4):
+                ref = block.options(scheduling_strategy="SPREAD").remote(seed)
+                for _ in range(3):
+                    ref = grow.options(scheduling_strategy="SPREAD").remote(ref)
+                chains.append((seed, ref))
+            calls = [c.incr.remote() for c in counters]
+            got = zray.get(refs, timeout=120)
+            wrong += sum(1 for x, y in zip(xs, got) if y != x * x)
+            for seed, ref in chains:
+                value = zray.get(ref, timeout=120)
+                wrong += int(not (value == seed + 3).all())
+            for i, ref in enumerate(calls):
+                expected[i] += 1
+                wrong += int(zray.get(ref, timeout=120) != expected[i])
+            rounds += 1
+            tasks += len(refs) + 16 + len(calls)
+            log.write(f"{time.time()} {rounds} {tasks} {wrong}\\n")
+            log.flush()
+    print(json.dumps({"rounds": rounds, "tasks": tasks, "wrong": wrong}))
+""")
+
+
+def cli(root: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, ZRAY_SESSION_ROOT=root, ZRAY_SCHED_NODE_TIMEOUT="1.0")
+    return subprocess.run([sys.executable, "-c", "from zray.cli import main; main()", *args],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def status(root: str) -> dict[str, Any]:
+    return dict(json.loads(cli(root, "status", "--json").stdout))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calm", type=float, default=20.0)
+    parser.add_argument("--chaos", type=float, default=40.0)
+    parser.add_argument("--every", type=float, default=4.0)
+    parser.add_argument("--json", dest="json_out")
+    parser.add_argument("--keep-logs", help="copy the session folders (logs) here at the end")
+    args = parser.parse_args()
+    root = tempfile.mkdtemp(prefix="zchaos-")
+    port = free_port()
+    kills: list[float] = []
+    try:
+        out = cli(root, "start", "--head", "--port", str(port), "--num-cpus", "1", "--node-name", "head",
+                  "--no-dashboard")
+        if out.returncode:
+            raise SystemExit(out.stdout + out.stderr)
+        for i in range(3):
+            out = cli(root, "start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1",
+                      "--node-name", f"n{i + 2}")
+            if out.returncode:
+                raise SystemExit(out.stdout + out.stderr)
+        log_path = os.path.join(root, "rounds.log")
+        env = dict(os.environ, ZRAY_SESSION_ROOT=root)
+        driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(args.calm), str(args.chaos), log_path],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                  cwd=str(REPO))
+        began = time.time()
+        stop = threading.Event()
+
+        def killer() -> None:
+            rng = random.Random(7)
+            if stop.wait(args.calm):
+                return
+            while not stop.wait(args.every):
+                victims = [n for n in status(root)["nodes"] if n["alive"] and n["node_name"] != "head"]
+                if not victims:
+                    continue
+                victim = rng.choice(victims)
+                try:
+                    os.kill(victim["pid"], signal.SIGKILL)
+                    kills.append(time.time())
+                except ProcessLookupError:
+                    pass
+
+        thread = threading.Thread(target=killer, daemon=True)
+        thread.start()
+        out_text, err_text = driver.communicate(timeout=args.calm + args.chaos + 600)
+        stop.set()
+        thread.join()
+        if driver.returncode:
+            raise SystemExit(f"driver failed:\n{out_text}\n{err_text}")
+        result = json.loads(out_text.strip().splitlines()[-1])
+        rows = [line.split() for line in Path(log_path).read_text().splitlines()]
+        done = [(float(t), int(n)) for t, _, n, _ in rows]
+        calm_end = began + args.calm
+        calm_tasks = [n for t, n in done if t <= calm_end]
+        calm_rate = (calm_tasks[-1] / (calm_end - began)) if calm_tasks else 0.0
+        chaos_rows = [(t, n) for t, n in done if t > calm_end]
+        chaos_rate = ((chaos_rows[-1][1] - (calm_tasks[-1] if calm_tasks else 0))
+                      / (chaos_rows[-1][0] - calm_end)) if chaos_rows else 0.0
+        recovery = []
+        for kill in kills:
+            after = [t for t, _ in done if t > kill]
+            if after:
+                recovery.append(after[0] - kill)
+        # Let the restarted raylets settle, then every CPU must be free again.
+        deadline = time.time() + 30
+        while True:
+            nodes = [n for n in status(root)["nodes"] if n["alive"]]
+            free = all(n["resources_available"].get("CPU") == n["resources_total"].get("CPU")
+                       for n in nodes)
+            if free or time.time() > deadline:
+                break
+            time.sleep(0.5)
+        report = {
+            "faults": len(kills), "rounds": result["rounds"], "tasks": result["tasks"],
+            "wrong_results": result["wrong"],
+            "recovery_s": {"median": sorted(recovery)[len(recovery) // 2] if recovery else None,
+                           "max": max(recovery) if recovery else None, "all": recovery},
+            "tasks_per_s_calm": calm_rate, "tasks_per_s_chaos": chaos_rate,
+            "throughput_loss": 1 - chaos_rate / calm_rate if calm_rate else None,
+            "all_cpus_free_at_end": free, "alive_nodes_at_end": len(nodes),
+        }
+        print(json.dumps(report, indent=1))
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(report, indent=1))
+    finally:
+        if args.keep_logs:
+            shutil.copytree(root, args.keep_logs, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("*.sock", "sockets", "gcs"))
+        cli(root, "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
