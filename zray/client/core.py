@@ -17,6 +17,7 @@ from typing import Any
 
 import zmq
 
+from zray.client.direct_calls import REPORT_LINGER, DirectCaller
 from zray.client.object_ref import ObjectRef, set_tracker
 from zray.client.references import References
 from zray.client.store import map_object, write_object
@@ -36,6 +37,7 @@ from zray.common.ids import JobID, TaskID, return_object_hex
 from zray.common.messages.base import ErrorReply, Message
 from zray.common.messages.raylet import (
     RAYLET_TO_CLIENT,
+    ActorMoved,
     CancelTask,
     ClientRegistered,
     CreateObject,
@@ -85,7 +87,7 @@ class _Result:
         self.data = data
 
 
-class CoreClient(References, WorkerSide, TaskContextMixin):
+class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
     def __init__(self, raylet_address: str, worker_id: bytes, is_driver: bool,
                  job_id: JobID | None = None, connect_timeout: float = 30.0) -> None:
         self.worker_id = worker_id
@@ -131,6 +133,7 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
         self._flush_event = threading.Event()
         self._flusher: threading.Thread | None = None
         self._last_release = 0.0
+        self._init_direct()
         self._next_req = 0
         self.closed = False
         reg = self._register(job_id, connect_timeout)
@@ -166,6 +169,7 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
     def send(self, msg: Message, buffers: Sequence[Any] = ()) -> None:
         with self.lock:
             self._flush_submits()
+            self._flush_reports()
             self._flush_refs()
             self._transmit(wire.encode(msg, buffers))
 
@@ -194,15 +198,19 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
     def _off_io_thread(self) -> bool:
         return self.threaded and threading.get_ident() != self._io_thread
 
-    def _queue_submit(self, spec: TaskSpec, bufs: list[Any]) -> None:
+    def _queue_submit(self, spec: TaskSpec, bufs: list[Any], direct_to: str = "") -> None:
         with self.lock:
             now = time.monotonic()
-            self._pending_specs.append(spec)
-            self._pending_bufs.extend(bufs)
-            self._pending_counts.append(len(bufs))
-            if len(self._pending_specs) >= SUBMIT_BATCH or now - self._last_submit > SUBMIT_GAP:
+            if direct_to:
+                count = self.queue_direct(spec, bufs, direct_to)
+            else:
+                self._pending_specs.append(spec)
+                self._pending_bufs.extend(bufs)
+                self._pending_counts.append(len(bufs))
+                count = len(self._pending_specs)
+            if count >= SUBMIT_BATCH or now - self._last_submit > SUBMIT_GAP:
                 self._flush_submits()
-            elif len(self._pending_specs) == 1:  # the flusher takes all that follow with it
+            elif count == 1:  # the flusher takes all that follow with it
                 self._flush_soon()
             self._last_submit = now
 
@@ -216,7 +224,9 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
         self._flush_event.set()
 
     def _flush_submits(self) -> None:
+        self._flush_direct()
         if self._pending_specs:
+            self._flush_reports()  # the raylet hears of earlier direct calls first
             msg = SubmitTasks.model_construct(kind="SubmitTasks", specs=self._pending_specs,
                                               buf_counts=self._pending_counts)
             frames = wire.encode(msg, self._pending_bufs)
@@ -240,6 +250,7 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
             try:
                 if not self.closed:
                     self._flush_submits()
+                    self._flush_reports()
                     self.flush_finished()
                     if self.to_release:
                         self._flush_refs()
@@ -247,6 +258,8 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
                 self.lock.release()
 
     def _nothing_buffered(self) -> None:
+        # Reports of direct calls need no wake-up: the next wait, the next
+        # message to the raylet or the flusher's periodic round sends them.
         if not self._pending_specs and not self.finished:
             self._flush_event.clear()
 
@@ -310,7 +323,7 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
         while True:
             got = False
             if self.inbox is not None and readable(self.inbox):
-                self._handle(recv_frames(self.inbox, NOBLOCK))
+                self._handle(recv_frames(self.inbox, NOBLOCK), direct=True)
                 got = True
             if readable(self.sock):
                 self._handle(recv_frames(self.sock, NOBLOCK))
@@ -320,7 +333,7 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
         if self.threaded:
             self.cond.notify_all()
 
-    def _handle(self, frames: list[bytes]) -> None:
+    def _handle(self, frames: list[bytes], direct: bool = False) -> None:
         msg, bufs = _PROTOCOL.decode(frames)
         if isinstance(msg, ObjectsReady):
             for loc in msg.objects:
@@ -330,7 +343,9 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
                 if oid not in self.refcounts:
                     continue  # every ref to it was dropped and released: keeping it would leak
                 self.ready.add(oid)
-                if loc.buf >= 0 or loc.in_store:
+                # The first result wins: a call's worker may answer it and then die, and
+                # the raylet, not told yet, fail or retry it.
+                if (loc.buf >= 0 or loc.in_store) and oid not in self.results:
                     self.results[oid] = _Result(loc, bufs[loc.buf] if loc.buf >= 0 else None)
                 elif was_expected:
                     # One of our results, kept on the node that made it: a get must ask for it.
@@ -340,9 +355,13 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
                 # Queued behind a task that now waits in get: hand them back to run elsewhere.
                 self.send(WorkerBlocked(returned=[t.spec.task_id for t in msg.tasks]))
             else:
+                if direct:  # calls a caller sent straight here
+                    self.direct_ids.update(t.spec.task_id for t in msg.tasks)
                 self.tasks_inbox.extend(zip(msg.tasks, split_frames(bufs, msg.buf_counts), strict=True))
         elif isinstance(msg, ExitWorker):
             self.tasks_inbox.append((msg, bufs))
+        elif isinstance(msg, ActorMoved):
+            self.on_actor_moved(msg)
         else:
             self.replies[getattr(msg, "req_id", 0)] = msg
 
@@ -426,10 +445,12 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
                         retry_exceptions=retry_exceptions, owner=self.worker_id.hex(), name=name,
                         attempt=0, actor_creation=actor_creation, actor_id=actor_id, method=method,
                         nested_refs=nested, **(placement or {}))
-        self._queue_submit(spec, bufs)
+        returns = [return_object_hex(task_id, i) for i in range(1, num_returns + 1)]
+        direct_to = "" if method is None or actor_id is None else \
+            self.direct_target(actor_id, bool(nested) or any(a.ref is not None for a in specs), returns)
+        self._queue_submit(spec, bufs, direct_to)
         refs = []
-        for i in range(1, num_returns + 1):
-            oid = return_object_hex(task_id, i)
+        for oid in returns:
             self.expected.add(oid)
             refs.append(ObjectRef(oid, owned=True))
         del keep  # the raylet pins them for the task now
@@ -488,8 +509,10 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
+                self._flush_reports(REPORT_LINGER)
                 self._flush_refs()
-                self._pump(remaining if remaining is not None else 1.0)
+                wait = remaining if remaining is not None else 1.0
+                self._pump(min(wait, REPORT_LINGER) if self._reports else wait)
             return True
         finally:
             if blocked:
@@ -599,4 +622,5 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
                 self.inbox.close(0)
             for sock in self.owner_socks.values():
                 sock.close(0)
+            self._close_direct()
             self.gcs.close()

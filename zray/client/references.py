@@ -46,6 +46,9 @@ class References:
     def _transmit(self, frames: list[Any]) -> None:
         raise NotImplementedError
 
+    def _flush_reports(self, linger: float = 0.0) -> None:
+        raise NotImplementedError
+
     def add_ref(self, oid: str, owned: bool, owner: str = "") -> None:
         count = self.refcounts.get(oid, 0)
         self.refcounts[oid] = count + 1
@@ -107,6 +110,7 @@ class References:
                 borrowed.setdefault(owner, []).append(oid)
             self.to_borrow = []
         if released or borrowed:
+            self._flush_reports()  # calls that return these objects are known first
             self._transmit(wire.encode(ReleaseObjects(object_ids=released, borrowed=borrowed)))
 
     def _flush_borrows(self) -> None:

@@ -29,6 +29,7 @@ class WorkerSide:
     finished: list[FinishedTask]
     finished_bufs: list[Any]
     finished_owners: list[str]
+    direct_ids: set[str]
     owner_socks: OrderedDict[str, zmq.Socket[Any]]
 
     def _flush_submits(self) -> None:
@@ -46,6 +47,9 @@ class WorkerSide:
     def _nothing_buffered(self) -> None:
         raise NotImplementedError
 
+    def _flush_reports(self, linger: float = 0.0) -> None:
+        raise NotImplementedError
+
     def release_held(self, contains: dict[str, list[str]]) -> None:
         raise NotImplementedError
 
@@ -61,6 +65,7 @@ class WorkerSide:
             if not self.tasks_inbox or (self.finished and time.monotonic() > flush_after):
                 self.flush_finished()
             while not self.tasks_inbox:
+                self._flush_reports()
                 self._flush_refs(force=True)
                 if self.threaded:
                     break
@@ -114,11 +119,19 @@ class WorkerSide:
                        for r in results]
         # The raylet hears first: whatever the owner does next on seeing the
         # results (e.g. a call that kills this worker) reaches the raylet after.
+        # Calls that came straight from their callers answer them first: the
+        # raylet is off their path (and their callers ignore a later answer).
+        direct = self.direct_ids
+        owner_first = bool(direct) and all(r.task_id in direct for r in results)
+        if owner_first:
+            self._deliver_to_owners(by_owner, bufs)
         self.send(TaskFinished(results=results), bufs)
         for result in results:
+            direct.discard(result.task_id)
             if result.contains:
                 self.release_held(result.contains)
-        self._deliver_to_owners(by_owner, bufs)
+        if not owner_first:
+            self._deliver_to_owners(by_owner, bufs)
 
     def _deliver_to_owners(self, by_owner: dict[str, list[FinishedTask]], bufs: list[Any]) -> None:
         for owner, owned in by_owner.items():

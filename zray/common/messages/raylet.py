@@ -152,6 +152,26 @@ class TaskFinished(Message):
     results: list[FinishedTask]
 
 
+class DirectCallsSent(Message):
+    """Actor calls the sender sent straight to the actors' workers (`workers[i]`,
+    hex ids); frames are sliced per call as in SubmitTasks. The raylet tracks
+    them as running there, for failures, retries, cancellation and task states."""
+
+    kind: Literal["DirectCallsSent"] = "DirectCallsSent"
+    specs: list[TaskSpec]
+    buf_counts: list[int]
+    workers: list[str]
+
+
+class ActorMoved(Message):
+    """Raylet to a caller: calls to this actor may go straight to `worker_id`
+    (hex); '' means through the raylet again (the actor restarts or died)."""
+
+    kind: Literal["ActorMoved"] = "ActorMoved"
+    actor_id: str
+    worker_id: str = ""
+
+
 class LogLines(Message):
     kind: Literal["LogLines"] = "LogLines"
     job_id: str
@@ -210,11 +230,11 @@ class ListObjectsReply(Message):
 CLIENT_TO_RAYLET: list[type[Message]] = [
     RegisterClient, SubmitTasks, PutObject, CreateObject, GetObjects, ReleaseObjects,
     CancelTask, WorkerBlocked, WorkerUnblocked, TaskFinished, LogLines, NodeStatsRequest,
-    DisconnectClient, KillActor, ListObjectsRequest,
+    DisconnectClient, KillActor, ListObjectsRequest, DirectCallsSent,
 ]
 RAYLET_TO_CLIENT: list[type[Message]] = [
     ClientRegistered, ObjectCreated, ObjectsReady, ExecuteTasks, ExitWorker, ErrorReply,
-    NodeStatsReply, ListObjectsReply,
+    NodeStatsReply, ListObjectsReply, ActorMoved,
 ]
 
 

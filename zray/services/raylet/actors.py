@@ -46,6 +46,8 @@ class Actor:
     # Calls in submission order, not yet sent to the worker.
     pending: deque[Task] = field(default_factory=deque)
     call_retries: dict[str, int] = field(default_factory=dict)
+    # Local callers told to send calls straight to `worker` (direct_calls.py).
+    told: set[bytes] = field(default_factory=set)
 
     @property
     def actor_id(self) -> str:
@@ -89,18 +91,45 @@ class ActorManager:
         self.pump(actor)
 
     # calls ---------------------------------------------------------------
-    def call_submitted(self, task: Task) -> None:
+    def call_submitted(self, task: Task, direct_to: str | None = None) -> None:
+        """A call to queue; or, with `direct_to`, one the caller sent to that worker."""
         actor = self.actors.get(task.spec.actor_id or "")
         if actor is None:
             self.raylet.fail_task(task, ActorDiedError(
                 f"actor {task.spec.actor_id} is not known to this node; it may have been "
                 f"created by a job on another cluster or never existed"))
             return
+        if direct_to is not None:
+            self._direct_call(actor, task, direct_to)
+            return
         if actor.state is ActorState.DEAD:
             self.raylet.fail_task(task, self._died_error(actor, task))
             return
         actor.pending.append(task)
         self.pump(actor)
+
+    def _direct_call(self, actor: Actor, task: Task, worker_hex: str) -> None:
+        worker = actor.worker
+        if worker is None or worker.worker_id.hex() != worker_hex:
+            worker = None
+        if self.raylet.direct.started(task, worker):
+            return
+        # Sent to a worker that died before it reported a result for the call.
+        cause = actor.death_cause or "its worker died"
+        if actor.state is ActorState.DEAD:
+            self.raylet.fail_task(task, self._died_error(actor, task))
+            return
+        used = actor.call_retries.get(task.spec.task_id, 0)
+        budget = actor.options.max_task_retries
+        if used < budget or budget < 0:
+            actor.call_retries[task.spec.task_id] = used + 1
+            actor.pending.append(task)
+            self.pump(actor)
+        else:
+            self.raylet.fail_task(task, ActorDiedError(
+                f"actor {actor.options.class_name} ({actor.actor_id}) died while running "
+                f"{task.spec.function_name}: {cause}; the call is not retried "
+                f"(max_task_retries={budget})"))
 
     def pump(self, actor: Actor) -> None:
         """Send the calls at the head of the queue whose arguments exist, in order."""
@@ -116,6 +145,7 @@ class ActorManager:
                 break
             actor.pending.popleft()
             self.raylet.send_task(task, worker)
+            self.raylet.direct.tell(actor.actor_id, actor.told, task.owner, worker)
 
     def pump_for(self, task: Task) -> None:
         actor = self.actors.get(task.spec.actor_id or "")
@@ -133,6 +163,7 @@ class ActorManager:
         if actor is None:
             return
         actor.worker = None
+        self.raylet.direct.untell(actor.actor_id, actor.told)
         in_flight = [t for t in tasks if t is not actor.creation]
         if actor.state is ActorState.DEAD:
             for task in in_flight:
@@ -181,6 +212,7 @@ class ActorManager:
             self.raylet.fail_task(task, self._died_error(actor, task))
         worker = actor.worker
         actor.worker = None
+        self.raylet.direct.untell(actor.actor_id, actor.told)
         if worker is not None:
             self.raylet.pool.kill(worker)
         self.publish(actor)

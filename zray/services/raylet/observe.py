@@ -28,6 +28,7 @@ class RayletObserver:
         self._workers_json = b""
         self._summary_json = b""
         self.metrics_server: Any = None
+        self._texts: dict[Any, str] = {}
 
     def install(self) -> None:
         raylet = self.raylet
@@ -41,6 +42,7 @@ class RayletObserver:
 
     def flush(self) -> None:
         raylet = self.raylet
+        self._texts = {}  # descriptions shared by the tasks of this flush
         for key, value in raylet.events.flush(raylet.tasks.__contains__, self.describe_wait):
             raylet.gcs.write(TASK_EVENTS, key, value)
         rows = json.dumps(self.worker_rows()).encode()
@@ -77,7 +79,16 @@ class RayletObserver:
                     "and no other live node has")
         if task.spec.actor_id is not None:
             return f"actor {task.spec.actor_id[:12]} to finish earlier calls"
-        return f"a free worker with {_fmt(task.resources)} (available {_fmt(raylet.queue.available)})"
+        # Thousands of queued tasks ask for the same few shapes: format each once.
+        texts = self._texts
+        key = tuple(task.resources.items())
+        text = texts.get(key)
+        if text is None:
+            available = texts.get(None)
+            if available is None:
+                available = texts[None] = _fmt(raylet.queue.available)
+            text = texts[key] = f"a free worker with {_fmt(task.resources)} (available {available})"
+        return text
 
     def worker_rows(self) -> list[dict[str, Any]]:
         now_wall, now = time.time(), time.monotonic()

@@ -37,6 +37,7 @@ from zray.common.messages.raylet import (
     CancelTask,
     ClientRegistered,
     CreateObject,
+    DirectCallsSent,
     DisconnectClient,
     ExecuteTask,
     ExecuteTasks,
@@ -68,6 +69,7 @@ from zray.services.gcs.client import ServiceGcs
 from zray.services.gcs.subscriber import ServiceSubscriber
 from zray.services.raylet import pipelining
 from zray.services.raylet.actors import ActorManager
+from zray.services.raylet.direct_calls import DirectCalls
 from zray.services.raylet.lineage import TASK_HEX, Lineage
 from zray.services.raylet.node_links import NodeLinks
 from zray.services.raylet.object_listing import summarize
@@ -125,6 +127,7 @@ class Raylet(Service):
         self._schedule_scheduled = False
         self._assignments: dict[WorkerProc, list[tuple[ExecuteTask, list[Any]]]] = {}
         self.actors = ActorManager(self)
+        self.direct = DirectCalls(self)
         self.durations = pipelining.Durations()
         self.counters = {"finished": 0, "failed": 0, "retried": 0, "submitted": 0}
         self.started = time.time()
@@ -154,6 +157,7 @@ class Raylet(Service):
             NodeStatsRequest: self.on_stats,
             KillActor: self.on_kill_actor,
             ListObjectsRequest: self.on_list_objects,
+            DirectCallsSent: self.direct.on_sent,
         }, routed=True)
         self.gcs = ServiceGcs(self, s.gcs_address)
         warning = check_shm(os.path.dirname(self.store_dir), self.store.capacity,
@@ -173,6 +177,7 @@ class Raylet(Service):
         self.every(s.heartbeat_interval, self.sched.heartbeat)
         self.every(1.0, self.publish_node)
         self.every(1.0, self.check_drivers)
+        self.every(5.0, self.direct.expire)
         self.subscriber = ServiceSubscriber(self, self.gcs)
         self.sched.follow(self.subscriber)
         # Other nodes reach this one over TCP; an embedded single-node cluster binds none.
@@ -249,7 +254,8 @@ class Raylet(Service):
         for spec, task_bufs in zip(msg.specs, split_frames(bufs, msg.buf_counts), strict=True):
             self._submit(route[0], spec, task_bufs)
 
-    def _submit(self, owner: bytes, spec: TaskSpec, bufs: list[Any]) -> None:
+    def _submit(self, owner: bytes, spec: TaskSpec, bufs: list[Any],
+                direct_to: str | None = None) -> None:
         for arg in spec.args:
             if arg.ref is None and not 0 <= arg.buf < len(bufs):
                 raise ValueError(f"task {spec.task_id} names missing argument frame {arg.buf}")
@@ -271,7 +277,7 @@ class Raylet(Service):
         if spec.actor_creation is not None:
             self.actors.created(task)
         if spec.actor_id is not None:
-            self.actors.call_submitted(task)
+            self.actors.call_submitted(task, direct_to)
         elif task.missing == 0:
             self._enqueue(task)
         if spec.origin_node:
@@ -529,6 +535,9 @@ class Raylet(Service):
         worker = self.pool.workers.get(route[0])
         for result in msg.results:
             task = self.tasks.get(result.task_id)
+            if task is None and worker is not None and worker.actor_id is not None:
+                self.direct.result_first(result, bufs)  # a direct call, not reported yet
+                continue
             if worker is None or task is None or task.worker is not worker:
                 # E.g. a queued task that was cancelled (and answered) before it ran.
                 log.debug("%s: stale result for task %s ignored", self.name, result.task_id[:12])

@@ -1,0 +1,169 @@
+"""Actor calls sent straight from the caller to the actor's worker.
+
+After the raylet has dispatched a caller's first call to a live actor, the
+caller sends calls with inline arguments to the actor's worker itself; these
+tests check that order, errors, restarts, cancellation and task states are
+the same as on the path through the raylet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import zray
+from tests.conftest import poll_for
+from zray.client import api
+
+pytestmark = [pytest.mark.timeout(90), pytest.mark.usefixtures("cluster")]
+
+
+@pytest.fixture
+def actors() -> Iterator[list[Any]]:
+    handles: list[Any] = []
+    yield handles
+    for handle in handles:
+        with contextlib.suppress(Exception):
+            zray.kill(handle)
+
+
+@zray.remote
+class Log:
+    def __init__(self) -> None:
+        self.entries: list[int] = []
+
+    def add(self, value: int) -> int:
+        self.entries.append(value)
+        return len(self.entries)
+
+    def read(self) -> list[int]:
+        return list(self.entries)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def fail(self, text: str) -> None:
+        raise KeyError(text)
+
+    def crash_once(self, marker: str) -> int:
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(3)
+        return len(self.entries)
+
+    def wait_for(self, release: str, started: str) -> str:
+        open(started, "w").close()
+        deadline = time.monotonic() + 60
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return "released"
+
+
+@zray.remote
+def value(x: int) -> int:
+    return x
+
+
+def routed(actor: Any) -> bool:
+    return actor.actor_id in api._client().actor_routes
+
+
+def test_calls_go_direct_after_the_first_and_keep_their_order(actors: list[Any]) -> None:
+    log = Log.remote()
+    actors.append(log)
+    assert zray.get(log.add.remote(0), timeout=30) == 1
+    poll_for(lambda: routed(log), 10, what="the raylet to say where the actor is")
+    refs = [log.add.remote(i) for i in range(1, 300)]
+    assert zray.get(refs, timeout=60) == list(range(2, 301))
+    assert zray.get(log.read.remote(), timeout=30) == list(range(300))
+
+
+def test_by_reference_arguments_between_direct_calls_keep_the_order(actors: list[Any]) -> None:
+    log = Log.remote()
+    actors.append(log)
+    zray.get(log.add.remote(0), timeout=30)
+    poll_for(lambda: routed(log), 10, what="the raylet to say where the actor is")
+    refs = []
+    for i in range(1, 61):
+        # Every third call takes a ref: it goes through the raylet, the next ones wait for it.
+        arg = value.remote(i) if i % 3 == 0 else i
+        refs.append(log.add.remote(arg))
+    assert zray.get(refs, timeout=60) == list(range(2, 62))
+    assert zray.get(log.read.remote(), timeout=30) == list(range(61))
+
+
+def test_errors_of_direct_calls_keep_their_type(actors: list[Any]) -> None:
+    log = Log.remote()
+    actors.append(log)
+    zray.get(log.add.remote(0), timeout=30)
+    poll_for(lambda: routed(log), 10, what="the raylet to say where the actor is")
+    with pytest.raises(KeyError, match="missing-key"):
+        zray.get(log.fail.remote("missing-key"), timeout=30)
+    assert zray.get(log.add.remote(1), timeout=30) == 2
+
+
+def test_direct_call_that_kills_the_worker_is_retried_on_the_restart(
+        actors: list[Any], tmp_path: Path) -> None:
+    log = Log.options(max_restarts=1, max_task_retries=1).remote()
+    actors.append(log)
+    first_pid = zray.get(log.pid.remote(), timeout=30)
+    poll_for(lambda: routed(log), 10, what="the raylet to say where the actor is")
+    zray.get([log.add.remote(i) for i in range(5)], timeout=30)
+    # Sent straight to the worker, which dies running it; retried on the new worker.
+    assert zray.get(log.crash_once.remote(str(tmp_path / "crashed")), timeout=60) == 0
+    assert zray.get(log.pid.remote(), timeout=30) != first_pid
+    # The caller learns the new worker and goes direct again.
+    poll_for(lambda: routed(log), 10, what="the caller to learn the restarted worker")
+    assert zray.get([log.add.remote(i) for i in range(3)], timeout=30) == [1, 2, 3]
+
+
+def test_direct_call_on_a_dying_actor_raises_actor_died(actors: list[Any], tmp_path: Path) -> None:
+    log = Log.remote()
+    actors.append(log)
+    zray.get(log.add.remote(0), timeout=30)
+    poll_for(lambda: routed(log), 10, what="the raylet to say where the actor is")
+    with pytest.raises(zray.ActorDiedError, match="exited with code 3"):
+        zray.get(log.crash_once.remote(str(tmp_path / "crashed")), timeout=60)
+    with pytest.raises(zray.ActorDiedError):
+        zray.get(log.add.remote(1), timeout=30)
+    assert not routed(log)
+
+
+def test_cancel_a_direct_call_queued_behind_a_running_one(
+        actors: list[Any], tmp_path: Path) -> None:
+    log = Log.remote()
+    actors.append(log)
+    zray.get(log.add.remote(0), timeout=30)
+    poll_for(lambda: routed(log), 10, what="the raylet to say where the actor is")
+    release, started = str(tmp_path / "release"), str(tmp_path / "started")
+    running = log.wait_for.remote(release, started)
+    queued = log.add.remote(1)
+    poll_for(lambda: os.path.exists(started), 30, what="the first call to start")
+    zray.cancel(queued)
+    with pytest.raises(zray.TaskCancelledError):
+        zray.get(queued, timeout=30)
+    Path(release).touch()
+    assert zray.get(running, timeout=30) == "released"
+    assert zray.get(log.read.remote(), timeout=30) == [0]
+
+
+def test_direct_calls_show_in_task_states(actors: list[Any]) -> None:
+    from zray.util.state import list_tasks
+
+    log = Log.remote()
+    actors.append(log)
+    zray.get(log.add.remote(0), timeout=30)
+    poll_for(lambda: routed(log), 10, what="the raylet to say where the actor is")
+    zray.get([log.read.remote() for _ in range(3)], timeout=30)
+
+    def finished_reads() -> bool:
+        rows = list_tasks(filters=[("func", "=", "Log.read")], limit=None)
+        return sum(1 for r in rows if r["state"] == "FINISHED") >= 3
+
+    poll_for(finished_reads, 30, what="the direct calls to show as FINISHED")

@@ -1,0 +1,130 @@
+"""Actor calls sent straight to the actor's worker (mixed into CoreClient).
+
+The raylet tells a caller where an actor's worker is (ActorMoved) once it has
+dispatched one of the caller's calls to the live actor. From then on a call
+whose arguments are all inline goes to that worker's inbox directly; the
+worker sends the result straight back, so the call costs two hops and no
+raylet wake-up. The caller reports the calls it sent this way to the raylet
+in batches, soon after and off the call's path (DirectCallsSent); the raylet
+tracks them for failures, retries, cancellation and task states.
+
+Order per caller holds: a call goes direct only while none of this caller's
+calls to the actor that went through the raylet is outstanding, and direct
+calls travel in order on one socket. Reports reach the raylet before
+anything else this process sends it afterwards (a cancel, a release of the
+calls' results, a kill).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import zmq
+
+from zray.common import wire
+from zray.common.messages.raylet import (
+    ActorMoved,
+    DirectCallsSent,
+    ExecuteTask,
+    ExecuteTasks,
+    owner_address,
+)
+from zray.common.messages.task import TaskSpec
+from zray.common.sockets import configure, send_frames
+
+# Reports wait at most this long for company before they go to the raylet.
+REPORT_LINGER = 0.002
+REPORT_BATCH = 256
+DIRECT_LINGER_MS = 1000  # a closing caller still delivers the calls it sent
+
+
+class DirectCaller:
+    ctx: zmq.Context[Any]
+    session_dir: str
+    expected: set[str]
+    threaded: bool
+
+    def _transmit(self, frames: list[Any]) -> None:
+        raise NotImplementedError
+
+    def _init_direct(self) -> None:
+        self.actor_routes: dict[str, str] = {}  # actor id -> its worker's id (hex)
+        # actor id -> the returns of this process's latest call to it through the raylet
+        self.actor_last_call: dict[str, list[str]] = {}
+        self.direct_socks: dict[str, zmq.Socket[Any]] = {}
+        self._direct_out: dict[str, tuple[list[ExecuteTask], list[Any], list[int]]] = {}
+        self._reports: list[tuple[TaskSpec, list[Any], str]] = []
+        self._reports_since = 0.0
+        # Calls received straight from their callers, not finished yet (worker side).
+        self.direct_ids: set[str] = set()
+
+    def on_actor_moved(self, msg: ActorMoved) -> None:
+        if msg.worker_id:
+            self.actor_routes[msg.actor_id] = msg.worker_id
+            return
+        old = self.actor_routes.pop(msg.actor_id, None)
+        if old is not None and old not in self.actor_routes.values():
+            sock = self.direct_socks.pop(old, None)
+            if sock is not None:
+                sock.close(0)  # its worker is gone: what is unsent is reported as lost
+
+    def direct_target(self, actor_id: str, by_ref: bool, returns: list[str]) -> str:
+        """The worker to send this call to directly, or '' to go through the raylet."""
+        worker = self.actor_routes.get(actor_id, "")
+        if worker and not by_ref and not self.threaded and \
+                not any(o in self.expected for o in self.actor_last_call.get(actor_id, ())):
+            return worker
+        self.actor_last_call[actor_id] = returns
+        return ""
+
+    def queue_direct(self, spec: TaskSpec, bufs: list[Any], worker: str) -> int:
+        """Buffer a call for its worker; returns how many calls are buffered."""
+        out = self._direct_out.get(worker)
+        if out is None:
+            out = self._direct_out[worker] = ([], [], [])
+        out[0].append(ExecuteTask.model_construct(spec=spec, arg_objects=[], gpu_ids=[]))
+        out[1].extend(bufs)
+        out[2].append(len(bufs))
+        if not self._reports:
+            self._reports_since = time.monotonic()
+        self._reports.append((spec, bufs, worker))
+        return sum(len(o[0]) for o in self._direct_out.values())
+
+    def _flush_direct(self) -> None:
+        """Send buffered calls to their workers (the reports wait)."""
+        if not self._direct_out:
+            return
+        out, self._direct_out = self._direct_out, {}
+        for worker, (tasks, bufs, counts) in out.items():
+            msg = ExecuteTasks.model_construct(kind="ExecuteTasks", tasks=tasks, buf_counts=counts)
+            send_frames(self._direct_socket(worker), wire.encode(msg, bufs))
+
+    def _flush_reports(self, linger: float = 0.0) -> None:
+        """Tell the raylet about calls sent directly (all, or those older than `linger`)."""
+        if not self._reports or (linger and len(self._reports) < REPORT_BATCH
+                                 and time.monotonic() - self._reports_since < linger):
+            return
+        self._flush_direct()  # a report never precedes its call
+        reports, self._reports = self._reports, []
+        bufs: list[Any] = []
+        for _, call_bufs, _ in reports:
+            bufs.extend(call_bufs)
+        msg = DirectCallsSent.model_construct(
+            kind="DirectCallsSent", specs=[s for s, _, _ in reports],
+            buf_counts=[len(b) for _, b, _ in reports], workers=[w for _, _, w in reports])
+        self._transmit(wire.encode(msg, bufs))
+
+    def _direct_socket(self, worker: str) -> zmq.Socket[Any]:
+        sock = self.direct_socks.get(worker)
+        if sock is None:
+            sock = configure(self.ctx.socket(zmq.PUSH))
+            sock.setsockopt(zmq.LINGER, DIRECT_LINGER_MS)
+            sock.connect(owner_address(self.session_dir, worker))
+            self.direct_socks[worker] = sock
+        return sock
+
+    def _close_direct(self) -> None:
+        for sock in self.direct_socks.values():
+            sock.close()
+        self.direct_socks.clear()
