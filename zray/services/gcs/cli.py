@@ -54,14 +54,16 @@ def check(
     address: Annotated[str, typer.Argument(help="GCS address, host:port or ipc://path.")],
     timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer.")] = 2.0,
 ) -> None:
-    """Exit 0 if shard 0 and every shard of its map answer a ping, 1 otherwise."""
+    """Exit 0 if the shard at ADDRESS answers a ping (shard 0: and every shard of
+    its map), 1 otherwise."""
     from zray.common.errors import ZrayError
     from zray.services.gcs.client import GcsClient
 
     client = GcsClient(address, timeout=timeout)
     try:
         pongs = [client.ping()]
-        pongs += [client.ping(shard=i) for i in range(1, client.num_shards)]
+        if pongs[0].shard_index == 0:  # only shard 0 serves the shard map
+            pongs += [client.ping(shard=i) for i in range(1, client.num_shards)]
     except ZrayError as exc:
         typer.echo(f"unhealthy: {exc}", err=True)
         sys.exit(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -52,3 +53,26 @@ def start(
         log_level=log_level, metrics_port=metrics_port)
     configure_logging("raylet", settings.log_level)
     Raylet(settings).run()
+
+
+@app.command()
+def check(
+    address: Annotated[str, typer.Argument(envvar="ZRAY_LOCAL_ADDRESS", help="The raylet's local ipc:// address (default: $ZRAY_LOCAL_ADDRESS).")],
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer.")] = 2.0,
+) -> None:
+    """Exit 0 if the raylet at ADDRESS answers, 1 otherwise."""
+    from zray.common.errors import ZrayError
+    from zray.common.messages.raylet import RAYLET_TO_CLIENT, NodeStatsReply, NodeStatsRequest
+    from zray.common.probe import ask
+
+    try:
+        reply = ask(address, NodeStatsRequest(req_id=1), RAYLET_TO_CLIENT, timeout, "raylet")
+    except ZrayError as exc:
+        typer.echo(f"unhealthy: {exc}", err=True)
+        sys.exit(1)
+    if not isinstance(reply, NodeStatsReply):
+        typer.echo(f"unhealthy: raylet at {address} answered {reply.kind}", err=True)
+        sys.exit(1)
+    stats = reply.stats
+    typer.echo(f"ok: raylet of node {stats.get('node_name')} ({str(stats.get('node_id'))[:12]}), "
+               f"{stats.get('workers')} worker(s)")
