@@ -1,0 +1,58 @@
+"""docker-compose.yml for real, without Docker: every service of the compose
+file runs in its own network namespace on a 198.18.0.0/24 segment (see
+tests/compose_up.py and tests/netns.py), started in depends_on order and
+gated by its own health check; then `docker compose run driver python
+examples/monte_carlo_pi.py` runs the example against the cluster."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+
+import pytest
+
+from tests import netns
+from tests.compose_up import ComposeProject
+from tests.conftest import REPO_ROOT
+
+_unavailable = netns.available()
+pytestmark = [pytest.mark.skipif(_unavailable is not None, reason=f"network namespaces: {_unavailable}"),
+              pytest.mark.timeout(180)]
+
+COMPOSE = REPO_ROOT / "docker-compose.yml"
+PI_LINE = re.compile(r"pi ~ (\d+\.\d+)")
+
+
+def test_compose_cluster_runs_the_example_driver() -> None:
+    started = time.monotonic()
+    with ComposeProject(COMPOSE) as project:
+        project.up(timeout=90)
+        up_seconds = time.monotonic() - started
+
+        # Every raylet replica joined: the GCS lists three live nodes.
+        status = project.exec("sched1", ["zray", "status", "--address", "gcs0:6379", "--json"],
+                              timeout=30)
+        assert status.returncode == 0, status.stderr
+        nodes = [n for n in json.loads(status.stdout)["nodes"] if n["alive"]]
+        assert sorted(n["node_name"] for n in nodes) == ["raylet-1", "raylet-2", "raylet-3"]
+        # Both scheduler replicas hear the raylets' heartbeats.
+        for sched in ("sched1", "sched2"):
+            check = project.exec(sched, ["zray", "global-sched", "check", "localhost:6390"], timeout=30)
+            assert check.returncode == 0 and "3 node(s)" in check.stdout, check.stdout + check.stderr
+
+        project.mark("cluster checked")
+        run = project.run("driver", ["python", "examples/monte_carlo_pi.py"], timeout=120)
+        assert run.returncode == 0, f"driver failed:\n{run.stdout}\n{run.stderr}"
+        estimates = [float(v) for v in PI_LINE.findall(run.stdout)]
+        assert len(estimates) == 2, run.stdout
+        assert all(abs(e - math.pi) < 0.01 for e in estimates), run.stdout
+        assert "cluster (auto) up" in run.stdout, run.stdout
+
+        project.mark("driver done")
+        timeline = project.timeline()
+        # The GCS shards keep their data in their volumes.
+        assert (project.volume("gcs0-data") / "gcs" / "shard-0").is_dir()
+        assert (project.volume("gcs1-data") / "gcs" / "shard-1").is_dir()
+    print(f"\ncompose up {up_seconds:.1f}s, total {time.monotonic() - started:.1f}s\n{timeline}")
