@@ -52,6 +52,8 @@ def test_compose_cluster_runs_the_example_driver() -> None:
 
         project.mark("driver done")
         timeline = project.timeline()
+        # The driver's container joined as a node, with its store in its own /dev/shm.
+        assert any(p.name.startswith("zray_") for p in project.host("driver").shm.iterdir())
         # The GCS shards keep their data in their volumes.
         assert (project.volume("gcs0-data") / "gcs" / "shard-0").is_dir()
         assert (project.volume("gcs1-data") / "gcs" / "shard-1").is_dir()
