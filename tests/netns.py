@@ -74,10 +74,14 @@ class Segment:
         self.procs: list[subprocess.Popen[bytes]] = []
         self._namespaces: list[str] = []
         self._made_netns_etc = not NETNS_ETC.exists()
-        _ip("netns", "add", self.switch)
-        self._namespaces.append(self.switch)
-        _ip("link", "add", "br0", "type", "bridge", netns=self.switch)
-        _ip("link", "set", "br0", "up", netns=self.switch)
+        try:
+            self._namespaces.append(self.switch)
+            _ip("netns", "add", self.switch)
+            _ip("link", "add", "br0", "type", "bridge", netns=self.switch)
+            _ip("link", "set", "br0", "up", netns=self.switch)
+        except BaseException:
+            self.close()
+            raise
 
     # topology -------------------------------------------------------------------
 
@@ -93,8 +97,8 @@ class Segment:
         host.tmp.chmod(0o1777)
         host.shm.mkdir()
         host.shm.chmod(0o1777)
+        self._namespaces.append(netns)  # first: close() deletes it even if `add` half-fails
         _ip("netns", "add", netns)
-        self._namespaces.append(netns)
         peer = f"v{index}"
         _ip("link", "add", "eth0", "type", "veth", "peer", "name", peer, "netns", self.switch, netns=netns)
         _ip("link", "set", peer, "master", "br0", "up", netns=self.switch)
