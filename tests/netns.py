@@ -29,6 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 SUBNET = "198.18.0"
 NETNS_ETC = Path("/etc/netns")
@@ -71,7 +72,7 @@ class Segment:
         self.root = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-", dir="/tmp"))
         self.shm_root = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-", dir="/dev/shm"))
         self.hosts: dict[str, Host] = {}
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.procs: list[subprocess.Popen[Any]] = []
         self._namespaces: list[str] = []
         self._made_netns_etc = not NETNS_ETC.exists()
         try:

@@ -11,7 +11,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from tests import compose_file
 from tests.conftest import REPO_ROOT
