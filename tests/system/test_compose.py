@@ -15,7 +15,7 @@ import pytest
 
 from tests import netns
 from tests.compose_up import ComposeProject
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, poll_for
 
 _unavailable = netns.available()
 pytestmark = [pytest.mark.skipif(_unavailable is not None, reason=f"network namespaces: {_unavailable}"),
@@ -31,17 +31,23 @@ def test_compose_cluster_runs_the_example_driver() -> None:
         project.up(timeout=90)
         up_seconds = time.monotonic() - started
 
-        # Every raylet replica joined: the GCS lists three live nodes.
-        status = project.exec("sched1", ["zray", "status", "--address", "gcs0:6379", "--json"],
-                              timeout=30)
-        assert status.returncode == 0, status.stderr
-        nodes = [n for n in json.loads(status.stdout)["nodes"] if n["alive"]]
-        assert sorted(n["node_name"] for n in nodes) == ["raylet-1", "raylet-2", "raylet-3"]
-        # Both scheduler replicas hear the raylets' heartbeats.
-        for sched in ("sched1", "sched2"):
-            check = project.exec(sched, ["zray", "global-sched", "check", "localhost:6390"], timeout=30)
-            assert check.returncode == 0 and "3 node(s)" in check.stdout, check.stdout + check.stderr
+        # Every raylet replica joined: the GCS lists three live nodes, and both
+        # scheduler replicas hear their heartbeats.
+        def live_nodes() -> list[str]:
+            status = project.exec("sched1", ["zray", "status", "--address", "gcs0:6379", "--json"],
+                                  timeout=30)
+            assert status.returncode == 0, status.stderr
+            return sorted(n["node_name"] for n in json.loads(status.stdout)["nodes"] if n["alive"])
 
+        poll_for(lambda: live_nodes() == ["raylet-1", "raylet-2", "raylet-3"], 30, interval=0.5,
+                 what="three live raylet nodes", on_timeout=lambda: str(live_nodes()))
+        for sched in ("sched1", "sched2"):
+            def heard(sched: str = sched) -> str:
+                check = project.exec(sched, ["zray", "global-sched", "check", "localhost:6390"],
+                                     timeout=30)
+                return check.stdout if "3 node(s)" in check.stdout else ""
+
+            poll_for(heard, 30, interval=0.5, what=f"{sched} to hear three raylets")
         project.mark("cluster checked")
         run = project.run("driver", ["python", "examples/monte_carlo_pi.py"], timeout=120)
         assert run.returncode == 0, f"driver failed:\n{run.stdout}\n{run.stderr}"
