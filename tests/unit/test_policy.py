@@ -71,6 +71,13 @@ def test_least_queue_wins() -> None:
     assert chosen({"CPU": 1}, nodes) == "b"
 
 
+def test_inputs_keep_a_busy_node_in_the_running() -> None:
+    busy_with_input = node("a", free=0.0, queue=0)
+    free = node("b", free=2.0, queue=0)
+    assert chosen({"CPU": 1}, [busy_with_input, free], {"a": 50_000_000}) == "a"
+    assert chosen({"CPU": 1}, [busy_with_input, free], {"a": 1_000}) == "b"
+
+
 def test_locality_counts_bytes_to_move() -> None:
     nodes = [node("a", queue=5), node("b", queue=0)]
     # 100 MB of inputs on a: moving them costs more than a's queue.

@@ -32,7 +32,7 @@ from zray.client.local_cluster import (
 )
 from zray.common.errors import ZrayError
 from zray.common.messages.tables import KV, NODES, NodeInfo
-from zray.common.sockets import host_ip
+from zray.common.sockets import host_ip, local_ip_towards
 from zray.services.gcs.client import GcsClient
 from zray.services.gcs.sharding import shard_address
 from zray.services.supervisor.state import (
@@ -151,11 +151,15 @@ def gcs_shard_args(host: str, port: int, index: int, num_shards: int, data_dir: 
 
 
 def _spawn_raylet(launch: Launch, gcs_address: str, opts: NodeOptions, raylet_offset: int = 0) -> None:
+    # Other raylets reach this one on the interface that routes to the GCS.
+    gcs_host = gcs_address.removeprefix("tcp://").rsplit(":", 1)[0]
+    node_address = f"tcp://{local_ip_towards(gcs_host)}:0"
     launch.spawn("raylet", raylet_args(
         gcs_address, launch.raylet_address, launch.store_dir, num_cpus=opts.num_cpus,
         num_gpus=opts.num_gpus, resources=opts.resources,
         object_store_memory=opts.object_store_memory, session_dir=launch.session_dir,
-        node_name=opts.node_name, spill_dir=opts.spill_dir) + _metrics_args(opts.metrics_port, raylet_offset))
+        node_name=opts.node_name, spill_dir=opts.spill_dir, node_address=node_address)
+        + _metrics_args(opts.metrics_port, raylet_offset))
 
 
 def _metrics_args(port: int | None, offset: int) -> list[str]:

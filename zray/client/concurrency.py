@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from zray.common.ids import TaskID
 from zray.common.messages.raylet import ExecuteTask, FinishedTask
-from zray.common.messages.task import ObjectLoc
+from zray.common.messages.task import ObjectLoc, direct_owner
 
 if TYPE_CHECKING:
     from zray.client.worker import Worker
@@ -64,7 +64,7 @@ class ConcurrentCalls:
         client = self.worker.client
         while self.done:
             spec, result, frames, final = self.done.popleft()
-            client.add_finished_frames(result, frames, spec.owner, final)
+            client.add_finished_frames(result, frames, direct_owner(spec), final)
         client.flush_finished()
 
 

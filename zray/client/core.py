@@ -392,7 +392,8 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
                kwargs: dict[str, Any], num_returns: int, resources: dict[str, float],
                max_retries: int, retry_exceptions: bool, name: str | None, *,
                task_id: str | None = None, actor_creation: ActorCreation | None = None,
-               actor_id: str | None = None, method: str | None = None) -> list[ObjectRef]:
+               actor_id: str | None = None, method: str | None = None,
+               placement: dict[str, Any] | None = None) -> list[ObjectRef]:
         task_id = task_id or self.next_task_id()
         specs: list[ArgSpec] = []
         bufs: list[Any] = []
@@ -419,7 +420,7 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
                         resources=resources, max_retries=max_retries,
                         retry_exceptions=retry_exceptions, owner=self.worker_id.hex(), name=name,
                         attempt=0, actor_creation=actor_creation, actor_id=actor_id, method=method,
-                        nested_refs=nested)
+                        nested_refs=nested, **(placement or {}))
         self._queue_submit(spec, bufs)
         refs = []
         for i in range(1, num_returns + 1):

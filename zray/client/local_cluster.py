@@ -91,7 +91,8 @@ def log_path(session_dir: str, name: str) -> str:
 def raylet_args(gcs_address: str, local_address: str, store_dir: str, *,
                 num_cpus: float | None = None, num_gpus: float | None = None,
                 resources: dict[str, float] | None = None, object_store_memory: int | None = None,
-                session_dir: str = "", node_name: str = "", spill_dir: str = "") -> list[str]:
+                session_dir: str = "", node_name: str = "", spill_dir: str = "",
+                node_address: str = "") -> list[str]:
     """`python -m` arguments that start a raylet."""
     args = ["zray.services.raylet", "start", "--gcs-address", gcs_address,
             "--local-address", local_address, "--store-dir", store_dir]
@@ -109,6 +110,8 @@ def raylet_args(gcs_address: str, local_address: str, store_dir: str, *,
         args += ["--object-store-memory", str(int(object_store_memory))]
     if spill_dir:
         args += ["--spill-dir", spill_dir]
+    if node_address:
+        args += ["--node-address", node_address]
     return args
 
 

@@ -37,6 +37,10 @@ def check_options(opts: dict[str, Any], allowed: set[str], what: str) -> None:
     n = opts.get("num_returns", 1)
     if not isinstance(n, int) or n < 1:
         raise ConfigError(f"num_returns must be a positive int, got {n!r}")
+    if "scheduling_strategy" in opts:
+        from zray.util.scheduling_strategies import placement_fields
+
+        placement_fields(opts["scheduling_strategy"])  # bad values fail at .options() time
 
 
 class RemoteFunction:
@@ -75,7 +79,13 @@ class RemoteFunction:
         client.export_function(function_id, self._pickled)
         opts = self._options
         num_returns = opts.get("num_returns", 1)
+        placement = None
+        if opts.get("scheduling_strategy") not in (None, "DEFAULT"):
+            from zray.util.scheduling_strategies import placement_fields
+
+            placement = placement_fields(opts["scheduling_strategy"])
         refs = client.submit(function_id, opts.get("name") or self._name, args, kwargs,
                              num_returns, task_resources(opts), int(opts.get("max_retries", 3)),
-                             bool(opts.get("retry_exceptions", False)), opts.get("name"))
+                             bool(opts.get("retry_exceptions", False)), opts.get("name"),
+                             placement=placement)
         return refs[0] if num_returns == 1 else refs

@@ -42,7 +42,7 @@ from zray.common.messages.raylet import (
     ExitWorker,
 )
 from zray.common.messages.tables import JobInfo
-from zray.common.messages.task import ObjectLoc
+from zray.common.messages.task import ObjectLoc, direct_owner
 from zray.common.sockets import configure
 
 CONTROL_SUFFIX = b"/ctl"
@@ -148,7 +148,7 @@ class Worker:
         # buffer) and under the lock (the flusher thread sends the buffer too).
         with client.lock:
             returns = self.package(spec, outcome, client.finished_bufs)
-            client.add_finished(outcome.finished(spec.task_id, returns), spec.owner,
+            client.add_finished(outcome.finished(spec.task_id, returns), direct_owner(spec),
                                 outcome.final(spec))
         if spec.actor_creation is not None and outcome.error is None:
             self._start_concurrency(spec.actor_creation)

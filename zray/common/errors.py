@@ -54,6 +54,10 @@ class ActorDiedError(ZrayError):
     """The actor is dead; the message names why."""
 
 
+class TaskUnschedulableError(ZrayError):
+    """No node can ever run the task as asked (e.g. a hard affinity to a dead node)."""
+
+
 class RaySystemError(ZrayError):
     """An internal failure that is not the user's code."""
 

@@ -76,3 +76,19 @@ def recv_frames(sock: zmq.Socket[Any], flags: int = 0) -> list[bytes]:
 
 def readable(sock: zmq.Socket[Any]) -> bool:
     return bool(cast(int, sock.getsockopt(EVENTS)) & POLLIN)
+
+
+def local_ip_towards(host: str) -> str:
+    """This host's address on the route to `host` (loopback for a local host)."""
+    try:
+        target = socket.gethostbyname(host)
+    except OSError:
+        return host_ip()
+    if target.startswith("127."):
+        return "127.0.0.1"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((target, 9))  # no packet is sent for a UDP connect
+            return str(probe.getsockname()[0])
+        except OSError:
+            return host_ip()

@@ -26,6 +26,7 @@ class PlaceTask(Message):
     task_id: str
     resources: dict[str, float]
     arg_bytes: dict[str, int] = {}
+    strategy: str = "DEFAULT"
 
 
 class TaskPlaced(Message):

@@ -57,6 +57,13 @@ class TaskSpec(Record):
     method: str | None = None
     # Refs nested inside by-value arguments: kept alive until the task is done.
     nested_refs: list[str] = []
+    # Placement: "DEFAULT" (local first, spill when busy) or "SPREAD"; a node
+    # affinity names a node id (soft: elsewhere if that node cannot run it).
+    strategy: str = "DEFAULT"
+    affinity_node: str | None = None
+    affinity_soft: bool = False
+    # Set by the raylet that runs a task another node forwarded to it.
+    origin_node: str = ""
 
 
 class ObjectLoc(Record):
@@ -68,3 +75,10 @@ class ObjectLoc(Record):
     buf: int = -1
     in_store: bool = False
     is_error: bool = False
+
+
+def direct_owner(spec: TaskSpec) -> str:
+    """Whom the worker may hand a task's results to itself: the owner, when it is
+    on the worker's node ("" for a task forwarded from another node: its results
+    go back through the raylets)."""
+    return "" if spec.origin_node else spec.owner

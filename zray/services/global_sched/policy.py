@@ -1,8 +1,10 @@
 """Placement policy: pure code, state in, decision out.
 
 A node is feasible when its total resources cover the request. Among the
-nodes with the resources available now, pick the least expected wait: its
-queueing delay plus the time to move the task's inputs that it lacks.
+feasible nodes, pick the least expected wait: its queueing delay, plus a
+task's worth of waiting when its resources are busy now, plus the time to
+move the task's inputs that it lacks. So a free node wins over a busy one,
+unless the busy one holds inputs that would take longer to move.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field
 
 # Assumed costs; rough is enough to rank nodes.
 TASK_SECONDS = 0.001
+BUSY_SECONDS = 0.01  # until a busy node frees the resources (heartbeats are a moment old)
 TRANSFER_BYTES_PER_SECOND = 1e9
 
 
@@ -41,6 +44,21 @@ def place(request: dict[str, float], nodes: list[NodeLoad],
     feasible = [n for n in nodes if n.alive and fits(request, n.total)]
     if not feasible:
         return None
+
+    def wait(n: NodeLoad) -> float:
+        busy = 0.0 if fits(request, n.available) else BUSY_SECONDS
+        return expected_wait(n, arg_bytes) + busy
+
+    return min(feasible, key=lambda n: (wait(n), n.queue_len, n.node_id))
+
+
+def place_spread(request: dict[str, float], nodes: list[NodeLoad],
+                 placed: dict[str, int]) -> NodeLoad | None:
+    """SPREAD: among the nodes that can run the task (now, else ever), the one
+    this scheduler has given the fewest such tasks so far."""
+    feasible = [n for n in nodes if n.alive and fits(request, n.total)]
+    if not feasible:
+        return None
     ready = [n for n in feasible if fits(request, n.available)]
     candidates = ready or feasible
-    return min(candidates, key=lambda n: (expected_wait(n, arg_bytes), n.queue_len, n.node_id))
+    return min(candidates, key=lambda n: (placed.get(n.node_id, 0), n.queue_len, n.node_id))

@@ -24,7 +24,7 @@ from zray.common.messages.sched import (
 from zray.common.service import Service
 from zray.common.sockets import bind
 from zray.services.gcs.client import ServiceGcs
-from zray.services.global_sched.policy import NodeLoad, place
+from zray.services.global_sched.policy import NodeLoad, place, place_spread
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ class GlobalScheduler(Service):
         self.settings = settings
         self.sched_id = settings.sched_id or os.urandom(4).hex()
         self.nodes: dict[str, NodeLoad] = {}
+        self.spread_counts: dict[str, int] = {}
         self.last_seen: dict[str, float] = {}
         self.waiting: list[tuple[list[bytes], PlaceTask]] = []
         self.address = ""
@@ -81,9 +82,14 @@ class GlobalScheduler(Service):
             self.waiting.append((routing, msg))
 
     def _try_place(self, routing: list[bytes], msg: PlaceTask) -> bool:
-        node = place(msg.resources, list(self.nodes.values()), msg.arg_bytes)
+        if msg.strategy == "SPREAD":
+            node = place_spread(msg.resources, list(self.nodes.values()), self.spread_counts)
+        else:
+            node = place(msg.resources, list(self.nodes.values()), msg.arg_bytes)
         if node is None:
             return False
+        if msg.strategy == "SPREAD":
+            self.spread_counts[node.node_id] = self.spread_counts.get(node.node_id, 0) + 1
         # Count the placement against the node until its next heartbeat says otherwise.
         node.queue_len += 1
         self.send(self.router, routing, TaskPlaced(req_id=msg.req_id, task_id=msg.task_id,

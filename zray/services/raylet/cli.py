@@ -31,6 +31,7 @@ def start(
     store_dir: Annotated[str, typer.Option(envvar="ZRAY_STORE_DIR", help="Folder of the shared-memory store (default under /dev/shm).")] = "",
     local_address: Annotated[str, typer.Option(envvar="ZRAY_LOCAL_ADDRESS", help="ipc:// address for this node's drivers and workers.")] = "",
     node_name: Annotated[str, typer.Option(envvar="ZRAY_NODE_NAME", help="Name shown in status (default: host name).")] = "",
+    node_address: Annotated[str, typer.Option(envvar="ZRAY_NODE_ADDRESS", help="tcp://host:port other raylets reach this one on, for forwarded tasks and object transfer (port 0: any free port). Empty: a single-node cluster.")] = "",
     metrics_port: Annotated[Optional[int], typer.Option(envvar="ZRAY_METRICS_PORT", help="Serve Prometheus metrics on this HTTP port (0: any free port; default: off).")] = None,
     log_level: Annotated[str, typer.Option(envvar="ZRAY_LOG_LEVEL")] = "INFO",
 ) -> None:
@@ -50,6 +51,7 @@ def start(
         resources=custom, object_store_memory=object_store_memory, session_dir=session_dir,
         spill_dir=spill_dir, store_full_timeout=store_full_timeout,
         store_dir=store_dir, local_address=local_address, node_name=node_name,
+        address=normalize(node_address) if node_address else "",
         log_level=log_level, metrics_port=metrics_port)
     configure_logging("raylet", settings.log_level)
     Raylet(settings).run()

@@ -21,7 +21,13 @@ import zmq
 
 from zray.common import wire
 from zray.common.config import RayletSettings
-from zray.common.errors import ObjectStoreFullError, TaskCancelledError, WorkerCrashedError
+from zray.common.errors import (
+    ObjectLostError,
+    ObjectStoreFullError,
+    TaskCancelledError,
+    TaskUnschedulableError,
+    WorkerCrashedError,
+)
 from zray.common.ids import NodeID, return_object_hex
 from zray.common.messages.base import ErrorReply, Message
 from zray.common.messages.raylet import (
@@ -61,10 +67,12 @@ from zray.services.gcs.subscriber import ServiceSubscriber
 from zray.services.raylet import pipelining
 from zray.services.raylet.actors import ActorManager
 from zray.services.raylet.lineage import Lineage
+from zray.services.raylet.node_links import NodeLinks
 from zray.services.raylet.object_listing import summarize
 from zray.services.raylet.object_store import SharedMemoryStore, check_shm, default_capacity
 from zray.services.raylet.object_table import ObjectTable
 from zray.services.raylet.observe import RayletObserver
+from zray.services.raylet.placement import Situation, Where, decide
 from zray.services.raylet.resources import fits, node_resources
 from zray.services.raylet.sched_link import SchedulerLink
 from zray.services.raylet.spill_dir import SpillDir
@@ -165,10 +173,15 @@ class Raylet(Service):
         self.every(1.0, self.check_drivers)
         self.subscriber = ServiceSubscriber(self, self.gcs)
         self.sched.follow(self.subscriber)
+        # Other nodes reach this one over TCP; an embedded single-node cluster binds none.
+        self.links = NodeLinks(self, s.address) if s.address else None
+        if self.links is not None:
+            self.links.follow(self.subscriber)
         self.observer.install()
         self.publish_node()
-        log.info("%s: serving on %s; resources %s; store %s (%.2f GiB); spill folder %s; "
-                 "a full store fails puts after %.1fs", self.name, self.local_address, self.total,
+        log.info("%s: serving on %s%s; resources %s; store %s (%.2f GiB); spill folder %s; "
+                 "a full store fails puts after %.1fs", self.name, self.local_address,
+                 f" and {self.links.address}" if self.links else "", self.total,
                  self.store_dir, self.store.capacity / 1024**3, self.spill_dir,
                  s.store_full_timeout)
 
@@ -259,6 +272,8 @@ class Raylet(Service):
             self.actors.call_submitted(task)
         elif task.missing == 0:
             self._enqueue(task)
+        if spec.origin_node:
+            return  # the node that forwarded it keeps its lineage
         self.gcs.write(TASKS, spec.task_id,
                        wire.pack_blobs([spec.__pydantic_serializer__.to_json(spec), *bufs]))
         self.lineage.submitted(spec.task_id, spec.num_returns,
@@ -266,13 +281,80 @@ class Raylet(Service):
 
     def _enqueue(self, task: Task, front: bool = False) -> None:
         feasible = self.queue.feasible(task.resources)
+        where = self._placement(task, feasible)
+        if where is Where.FORWARD:
+            assert task.spec.affinity_node is not None
+            if self.links is not None and self.links.forward(task, task.spec.affinity_node):
+                return
+            where = Where.LOCAL if feasible else Where.SPILL
+        if where is Where.UNSCHEDULABLE:
+            self.fail_task(task, TaskUnschedulableError(
+                f"task {task.spec.function_name} ({task.spec.task_id[:12]}) must run on node "
+                f"{task.spec.affinity_node}, which is not alive or cannot ever provide "
+                f"{task.resources}; use NodeAffinitySchedulingStrategy(..., soft=True) to run it "
+                "elsewhere then"))
+            return
         self.events.queued(task, feasible)
-        if not feasible:
+        if where is Where.SPILL or not feasible:
             self.infeasible[task.spec.task_id] = task
-            self.sched.spill(task)
+            if not self.sched.spill(task) and feasible:
+                self.place_locally(task)
+            return
+        if self._pull_remote_args(task, front):
             return
         self.queue.push(task, task.resources, front=front)
         self.schedule_soon()
+
+    def _placement(self, task: Task, feasible: bool) -> Where:
+        spec = task.spec
+        if self.links is None:
+            return Where.LOCAL if not spec.affinity_node or spec.affinity_node == self.node_id \
+                or spec.affinity_soft else Where.UNSCHEDULABLE
+        remote = local = 0
+        for arg in spec.args:
+            if arg.ref is not None:
+                obj = self.objects.get(arg.ref)
+                if obj is not None and obj.location and not obj.in_store:
+                    remote += obj.size
+                elif obj is not None:
+                    local += obj.size
+        affinity_ok = False
+        if spec.affinity_node and spec.affinity_node != self.node_id:
+            peer = self.links.peer(spec.affinity_node)
+            affinity_ok = peer is not None and fits(task.resources, peer.resources_total)
+        situation = Situation(
+            node_id=self.node_id, feasible_here=feasible,
+            free_here=fits(task.resources, self.queue.available), queue_len=len(self.queue),
+            cpus=self.total.get("CPU", 1.0), remote_input_bytes=remote, local_input_bytes=local,
+            has_peers=bool(self.links.peers()), has_scheduler=bool(self.sched.live()),
+            forwarded=bool(spec.origin_node))
+        return decide(situation, spec.strategy, spec.affinity_node, spec.affinity_soft, affinity_ok)
+
+    def _pull_remote_args(self, task: Task, front: bool) -> bool:
+        """Start pulling the arguments whose bytes are on other nodes; the task is
+        queued again once they are here. False when all are here already."""
+        remote = [self.objects.entry(a.ref) for a in task.spec.args if a.ref is not None]
+        remote = [o for o in remote if o.location and not o.in_store and o.data is None]
+        if not remote or self.links is None:
+            return False
+        task.missing += len(remote)
+
+        def pulled(error: str | None, obj: LocalObject) -> None:
+            if error is not None:
+                if not task.cancelled and task.spec.task_id in self.tasks:
+                    task.cancelled = True
+                    self.fail_task(task, ObjectLostError(
+                        f"argument {obj.object_id} of task {task.spec.function_name} could not be "
+                        f"fetched: {error}"))
+                return
+            task.missing -= 1
+            if task.missing == 0 and not task.cancelled:
+                self._enqueue(task, front)
+
+        for obj in remote:
+            self.links.pull_from_node(obj.object_id, obj.location,
+                                      lambda error, obj=obj: pulled(error, obj))  # type: ignore[misc]
+        return True
 
     def schedule_soon(self) -> None:
         if not self._schedule_scheduled:
@@ -460,6 +542,11 @@ class Raylet(Service):
             data = bufs[loc.buf] if loc.buf >= 0 else None
             self._seal(loc.object_id, loc.size, data, loc.in_store, loc.is_error,
                        contains=contains.get(loc.object_id) if contains else None)
+        if task.spec.origin_node and self.links is not None:
+            self.links.report_done(task, returns, bufs, contains)
+            for loc in returns:
+                if not loc.in_store:  # the origin has the bytes now; store copies stay for it
+                    self.drop_hold(loc.object_id, task.owner)
         if task.spec.actor_creation is not None and task.spec.actor_creation.max_restarts:
             return  # a restart runs the constructor again: its arguments stay pinned
         for arg in task.spec.args:
@@ -501,12 +588,28 @@ class Raylet(Service):
     def _push(self, ident: bytes, obj: LocalObject, fetch: bool) -> None:
         if ident not in self.clients:
             return
+        if fetch and obj.location and not obj.in_store and obj.data is None \
+                and self.links is not None:
+            # The bytes are on another node: bring them here first.
+            self.links.pull_from_node(obj.object_id, obj.location,
+                                      lambda error: self._pushed_after_pull(ident, obj, error))
+            return
         if not self._outbox_scheduled:
             self._outbox_scheduled = True
             self.after_batch(self._flush_outbox)
         if obj.in_store:
             obj.last_used = time.monotonic()
         self.outbox.setdefault(ident, []).append((obj, fetch))
+
+    def _pushed_after_pull(self, ident: bytes, obj: LocalObject, error: str | None) -> None:
+        if error is None:
+            self._push(ident, obj, True)
+            return
+        payload = serialize_error(ObjectLostError(
+            f"object {obj.object_id} could not be fetched from node {obj.location[:12]}: {error}"))
+        data = payload.to_bytes()
+        self.send(self.router, [ident], ObjectsReady(objects=[ObjectLoc(
+            object_id=obj.object_id, size=len(data), buf=0, is_error=True)]), [data])
 
     def _flush_outbox(self) -> None:
         self._outbox_scheduled = False
@@ -603,6 +706,8 @@ class Raylet(Service):
             self.gcs.write(OBJECTS, obj.object_id, None)
             if self.memory.pending:
                 self.after_batch(self.memory_tick)
+        if obj.location and self.links is not None:
+            self.links.free_remote(obj)
         for task_id in self.lineage.object_freed(obj.object_id):
             self.gcs.write(TASKS, task_id, None)
 
@@ -636,8 +741,15 @@ class Raylet(Service):
     # cancellation and blocking ---------------------------------------------
     def on_cancel(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
         assert isinstance(msg, CancelTask)
+        self.cancel_task(msg.task_id, msg.force)
+
+    def cancel_task(self, task_id: str, force: bool) -> None:
+        msg = CancelTask(task_id=task_id, force=force)
         task = self.tasks.get(msg.task_id)
         if task is None or task.cancelled:
+            return
+        if task.forwarded_to and self.links is not None:
+            self.links.cancel(task, msg.force)  # the node running it answers with the outcome
             return
         task.cancelled = True
         worker = task.worker
@@ -766,23 +878,66 @@ class Raylet(Service):
         assert isinstance(msg, LogLines)
         self.log_pub.send_multipart([msg.job_id.encode(), *wire.encode(msg)], zmq.NOBLOCK)
 
+    def place_locally(self, task: Task) -> None:
+        """Queue here a task that was waiting for a placement."""
+        self.infeasible.pop(task.spec.task_id, None)
+        if not self._pull_remote_args(task, False):
+            self.queue.push(task, task.resources)
+            self.schedule_soon()
+
+    # other nodes -------------------------------------------------------------
+    def submit_forwarded(self, origin: bytes, spec: TaskSpec, bufs: list[Any]) -> None:
+        """Run a task another node forwarded; its results go back to that node."""
+        self._submit(origin, spec, bufs)
+
+    def finish_forwarded(self, task: Task, returns: list[ObjectLoc], bufs: list[Any],
+                         app_error: bool, contains: dict[str, list[str]]) -> None:
+        """The node this task was forwarded to reports its outcome."""
+        if app_error:
+            self.counters["failed"] += 1
+        self._complete(task, returns, bufs, contains)
+        self.schedule_soon()
+
+    def seal_copy(self, oid: str, size: int, data: Any, in_store: bool, is_error: bool) -> None:
+        """A copy of an object owned on another node arrived here."""
+        self._seal(oid, size, data, in_store, is_error)
+
+    def drop_hold(self, oid: str, holder: bytes) -> None:
+        obj = self.objects.drop(oid, holder)
+        if obj is not None:
+            self._maybe_free(obj)
+
+    def argument_lost(self, oid: str, why: str) -> None:
+        obj = self.objects.get(oid)
+        if obj is None:
+            return
+        waiting, obj.waiting_tasks = obj.waiting_tasks, []
+        for task in waiting:
+            if task.spec.task_id in self.tasks and not task.cancelled:
+                task.cancelled = True
+                self.fail_task(task, ObjectLostError(
+                    f"argument {oid} of task {task.spec.function_name} could not be fetched: {why}"))
+
     # spill-over --------------------------------------------------------------
     def on_placed(self, msg: TaskPlaced) -> None:
         task = self.infeasible.get(msg.task_id)
         if task is None:
             return
-        if msg.node_id == self.node_id and self.queue.feasible(task.resources):
+        if msg.node_id == self.node_id:
+            if self.queue.feasible(task.resources):
+                self.place_locally(task)
+            return
+        if self.links is not None and self.links.forward(task, msg.node_id):
             del self.infeasible[msg.task_id]
-            self._enqueue(task)
-        else:
-            log.info("%s: task %s placed on node %s; forwarding between nodes is not available "
-                     "yet, so it waits", self.name, msg.task_id[:12], msg.node_id[:8])
+            return
+        log.info("%s: task %s placed on node %s, which this node cannot reach; it waits",
+                 self.name, msg.task_id[:12], msg.node_id[:8])
 
     def node_info(self, alive: bool = True) -> NodeInfo:
         now = time.time()
         return NodeInfo(
             node_id=self.node_id, node_name=self.settings.node_name or socket.gethostname(),
-            host=socket.gethostname(), address=self.settings.address,
+            host=socket.gethostname(), address=self.links.address if self.links else "",
             local_address=self.local_address, store_dir=self.store_dir,
             session_dir=self.session_dir, pid=os.getpid(), alive=alive, start_time=self.started,
             heartbeat_time=now, resources_total=self.total,

@@ -19,6 +19,8 @@ class Task:
     retries_left: int = 0
     cancelled: bool = False
     dispatched_at: float = 0.0
+    # Set while another node runs it for this one.
+    forwarded_to: str = ""
 
 
 @dataclass(eq=False, slots=True)
@@ -31,6 +33,8 @@ class LocalObject:
     is_error: bool = False
     owner: bytes | None = None
     job_id: str = ""
+    # The node whose store keeps the bytes for this one ("": here or inline).
+    location: str = ""
     waiting_tasks: list[Task] = field(default_factory=list)
     waiting_clients: list[tuple[bytes, bool]] = field(default_factory=list)
     # Lifetime: references per process (worker id -> count; the owner's own

@@ -1,0 +1,92 @@
+"""Messages between raylets: forwarded tasks, their results, object transfer.
+
+Each raylet binds one ROUTER for its peers and connects one DEALER to each
+(identity: its node id). Requests go out on the DEALER; answers come back
+on the same connection through the peer's ROUTER.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from zray.common.messages.base import ErrorReply, Message
+from zray.common.messages.task import ObjectLoc, Record, TaskSpec
+
+
+class RemoteArg(Record):
+    """Where a forwarded task's argument is: inline frame `buf`, or the store of
+    the node at `address` (pull it from there)."""
+
+    object_id: str
+    size: int
+    buf: int = -1
+    address: str = ""
+    is_error: bool = False
+
+
+class ForwardedTask(Record):
+    spec: TaskSpec
+    args: list[RemoteArg] = []
+
+
+class ForwardTasks(Message):
+    """Run these tasks here; frames: each task's by-value arguments, then its
+    inline ref arguments, per `buf_counts`."""
+
+    kind: Literal["ForwardTasks"] = "ForwardTasks"
+    tasks: list[ForwardedTask]
+    buf_counts: list[int]
+
+
+class RemoteResult(Record):
+    """A forwarded task's outcome: returns inline (frames) or kept in the
+    store of the node that ran it (`in_store`)."""
+
+    task_id: str
+    returns: list[ObjectLoc]
+    app_error: bool = False
+    contains: dict[str, list[str]] = {}
+
+
+class TasksDone(Message):
+    kind: Literal["TasksDone"] = "TasksDone"
+    node_id: str
+    results: list[RemoteResult]
+
+
+class PullObject(Message):
+    kind: Literal["PullObject"] = "PullObject"
+    object_id: str
+
+
+class ObjectChunk(Message):
+    """`length` bytes at `offset` of an object of `size` bytes, in the one frame."""
+
+    kind: Literal["ObjectChunk"] = "ObjectChunk"
+    object_id: str
+    size: int
+    offset: int
+    is_error: bool = False
+
+
+class ObjectMissing(Message):
+    kind: Literal["ObjectMissing"] = "ObjectMissing"
+    object_id: str
+    reason: str
+
+
+class FreeObjects(Message):
+    """The owner's node let go of these copies held for it."""
+
+    kind: Literal["FreeObjects"] = "FreeObjects"
+    object_ids: list[str]
+
+
+class CancelForwarded(Message):
+    kind: Literal["CancelForwarded"] = "CancelForwarded"
+    task_id: str
+    force: bool = False
+
+
+NODE_REQUESTS: list[type[Message]] = [ForwardTasks, PullObject, FreeObjects, CancelForwarded]
+NODE_REPLIES: list[type[Message]] = [TasksDone, ObjectChunk, ObjectMissing, ErrorReply]

@@ -1,0 +1,333 @@
+"""The raylet's links to the other raylets: forwarded tasks and object transfer.
+
+A task this node forwards stays in its task table (it owns the task's
+lineage and its caller's references) until the node that ran it reports the
+results: small ones inline, store objects as kept there. Those copies are
+held for this node and freed when it lets go. A task forwarded here runs like
+a local one; its arguments missing from this store are pulled first.
+
+Pulls move an object in chunks straight between the two stores (pread on
+one side, pwrite on the other), so no process holds a whole large object in
+Python memory; concurrent pulls of one object share one transfer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import zmq
+
+from zray.common import wire
+from zray.common.messages.base import ErrorReply, Message
+from zray.common.messages.node import (
+    NODE_REPLIES,
+    NODE_REQUESTS,
+    CancelForwarded,
+    ForwardedTask,
+    ForwardTasks,
+    FreeObjects,
+    ObjectChunk,
+    ObjectMissing,
+    PullObject,
+    RemoteArg,
+    RemoteResult,
+    TasksDone,
+)
+from zray.common.messages.raylet import split_frames
+from zray.common.messages.tables import NODES, NodeInfo
+from zray.common.messages.task import ObjectLoc
+from zray.common.sockets import bind
+
+if TYPE_CHECKING:
+    from zray.services.gcs.clone import RowChange
+    from zray.services.gcs.subscriber import ServiceSubscriber
+    from zray.services.raylet.server import Raylet
+    from zray.services.raylet.state import LocalObject, Task
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 4 * 1024 * 1024
+# A pull that sees no chunk for this long is given up (the holder died or lost it).
+PULL_TIMEOUT = 30.0
+
+PullDone = Callable[[str | None], None]  # None: the object is in this store now; else why not
+
+
+@dataclass
+class _Pull:
+    object_id: str
+    address: str
+    waiters: list[PullDone]
+    size: int = -1
+    received: int = 0
+    fd: int = -1
+    is_error: bool = False
+    last_chunk: float = field(default_factory=time.monotonic)
+
+
+class NodeLinks:
+    def __init__(self, raylet: Raylet, bind_address: str) -> None:
+        self.r = raylet
+        self.router = raylet.socket(zmq.ROUTER)
+        self.address = bind(self.router, bind_address)
+        raylet.add_reader(self.router, wire.Protocol("node", NODE_REQUESTS), {
+            ForwardTasks: self.on_forward_tasks,
+            PullObject: self.on_pull_request,
+            FreeObjects: self.on_free,
+            CancelForwarded: self.on_cancel_forwarded,
+        }, routed=True)
+        self.nodes: dict[str, NodeInfo] = {}
+        self._socks: dict[str, zmq.Socket[Any]] = {}
+        self._pulls: dict[str, _Pull] = {}
+        self._frees: dict[str, list[str]] = {}
+        raylet.every(1.0, self._expire_pulls)
+
+    # peers ----------------------------------------------------------------
+    def follow(self, subscriber: ServiceSubscriber) -> None:
+        subscriber.follow(NODES, self._on_node_changes)
+
+    def _on_node_changes(self, changes: list[RowChange]) -> None:
+        for change in changes:
+            if change.new is None:
+                self.nodes.pop(change.key, None)
+                continue
+            info = NodeInfo.model_validate_json(change.new)
+            if info.node_id != self.r.node_id:
+                self.nodes[info.node_id] = info
+
+    def peers(self) -> list[NodeInfo]:
+        return [n for n in self.nodes.values() if n.alive and n.address.startswith("tcp://")]
+
+    def peer(self, node_id: str) -> NodeInfo | None:
+        info = self.nodes.get(node_id)
+        return info if info is not None and info.alive and info.address else None
+
+    def _sock(self, address: str) -> zmq.Socket[Any]:
+        sock = self._socks.get(address)
+        if sock is None:
+            sock = self.r.socket(zmq.DEALER, identity=self.r.node_id.encode())
+            sock.connect(address)
+            self.r.add_reader(sock, wire.Protocol("node-replies", NODE_REPLIES), {
+                TasksDone: self.on_tasks_done,
+                ObjectChunk: self.on_chunk,
+                ObjectMissing: self.on_missing,
+                ErrorReply: self.on_error,
+            }, routed=False)
+            self._socks[address] = sock
+        return sock
+
+    def on_error(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        assert isinstance(msg, ErrorReply)
+        log.error("%s: a peer refused a request: %s", self.r.name, msg.error)
+
+    # forwarding (this node owns the task) ----------------------------------
+    def forward(self, task: Task, node_id: str) -> bool:
+        """Send a ready task to run on `node_id`; False if that node is not reachable."""
+        info = self.peer(node_id)
+        if info is None:
+            return False
+        frames = list(task.bufs)
+        args: list[RemoteArg] = []
+        for arg in task.spec.args:
+            if arg.ref is None:
+                continue
+            obj = self.r.objects.entry(arg.ref)
+            if obj.in_store or obj.location:
+                where = self.address if not obj.location else self._address_of(obj.location)
+                args.append(RemoteArg(object_id=arg.ref, size=obj.size, address=where,
+                                      is_error=obj.is_error))
+            else:
+                args.append(RemoteArg(object_id=arg.ref, size=obj.size, buf=len(frames),
+                                      is_error=obj.is_error))
+                frames.append(obj.data)
+        task.forwarded_to = node_id
+        self.r.send(self._sock(info.address), [],
+                    ForwardTasks(tasks=[ForwardedTask(spec=task.spec, args=args)],
+                                 buf_counts=[len(frames)]), frames)
+        log.debug("%s: task %s forwarded to node %s", self.r.name, task.spec.task_id[:12], node_id[:8])
+        return True
+
+    def _address_of(self, node_id: str) -> str:
+        info = self.nodes.get(node_id)
+        return info.address if info is not None else ""
+
+    def on_tasks_done(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        assert isinstance(msg, TasksDone)
+        for result in msg.results:
+            task = self.r.tasks.get(result.task_id)
+            if task is None or task.forwarded_to != msg.node_id:
+                continue
+            returns: list[ObjectLoc] = []
+            for loc in result.returns:
+                if loc.in_store:
+                    # Kept on the node that ran it: ready here, bytes there.
+                    self.r.objects.entry(loc.object_id).location = msg.node_id
+                    returns.append(loc.model_copy(update={"in_store": False}))
+                else:
+                    returns.append(loc)
+            task.forwarded_to = ""
+            self.r.finish_forwarded(task, returns, bufs, result.app_error, result.contains)
+
+    def free_remote(self, obj: LocalObject) -> None:
+        """This node let go of an object whose bytes another node keeps for it."""
+        info = self.nodes.get(obj.location)
+        if info is None:
+            return
+        if not self._frees:
+            self.r.after_batch(self._flush_frees)
+        self._frees.setdefault(info.address, []).append(obj.object_id)
+
+    def _flush_frees(self) -> None:
+        frees, self._frees = self._frees, {}
+        for address, oids in frees.items():
+            self.r.send(self._sock(address), [], FreeObjects(object_ids=oids))
+
+    def cancel(self, task: Task, force: bool) -> None:
+        info = self.peer(task.forwarded_to)
+        if info is not None:
+            self.r.send(self._sock(info.address), [],
+                        CancelForwarded(task_id=task.spec.task_id, force=force))
+
+    # running tasks another node forwarded ----------------------------------
+    def on_forward_tasks(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        assert isinstance(msg, ForwardTasks)
+        origin = route[0]
+        if len(msg.buf_counts) != len(msg.tasks):
+            raise ValueError(f"{len(msg.tasks)} tasks but {len(msg.buf_counts)} buf_counts")
+        for fwd, frames in zip(msg.tasks, split_frames(bufs, msg.buf_counts), strict=True):
+            spec = fwd.spec.model_copy(update={"origin_node": origin.decode()})
+            for arg in fwd.args:
+                obj = self.r.objects.entry(arg.object_id)
+                if obj.ready:
+                    continue
+                if arg.buf >= 0:
+                    if arg.buf >= len(frames):
+                        raise ValueError(f"task {spec.task_id} names missing frame {arg.buf}")
+                    self.r.seal_copy(arg.object_id, arg.size, frames[arg.buf], False, arg.is_error)
+                elif arg.address != self.address:
+                    self.pull(arg.object_id, arg.address, self._pulled_arg(arg.object_id))
+            own_frames = frames[:len(frames) - sum(1 for a in fwd.args if a.buf >= 0)]
+            self.r.submit_forwarded(origin, spec, own_frames)
+
+    def _pulled_arg(self, oid: str) -> PullDone:
+        def done(error: str | None) -> None:
+            if error is not None:
+                self.r.argument_lost(oid, error)
+
+        return done
+
+    def report_done(self, task: Task, returns: list[ObjectLoc], bufs: list[Any],
+                    contains: dict[str, list[str]] | None) -> None:
+        """A forwarded task finished here: tell the node that owns it."""
+        origin = task.owner
+        frames: list[Any] = []
+        locs: list[ObjectLoc] = []
+        for loc in returns:
+            if loc.buf >= 0:
+                locs.append(loc.model_copy(update={"buf": len(frames)}))
+                frames.append(bufs[loc.buf])
+            else:
+                locs.append(loc)
+        result = RemoteResult(task_id=task.spec.task_id, returns=locs,
+                              app_error=any(loc.is_error for loc in returns), contains=contains or {})
+        self.r.send(self.router, [origin], TasksDone(node_id=self.r.node_id, results=[result]), frames)
+
+    def on_free(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        assert isinstance(msg, FreeObjects)
+        for oid in msg.object_ids:
+            self.r.drop_hold(oid, route[0])
+
+    def on_cancel_forwarded(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        assert isinstance(msg, CancelForwarded)
+        self.r.cancel_task(msg.task_id, msg.force)
+
+    # object transfer ------------------------------------------------------
+    def pull(self, oid: str, address: str, done: PullDone) -> None:
+        """Copy an object from the store of the node at `address` into this one."""
+        pull = self._pulls.get(oid)
+        if pull is not None:
+            pull.waiters.append(done)  # one transfer serves every waiter
+            return
+        if not address:
+            done(f"no node is known to hold object {oid}")
+            return
+        self._pulls[oid] = _Pull(oid, address, [done])
+        self.r.send(self._sock(address), [], PullObject(object_id=oid))
+
+    def pull_from_node(self, oid: str, node_id: str, done: PullDone) -> None:
+        self.pull(oid, self._address_of(node_id), done)
+
+    def on_pull_request(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        assert isinstance(msg, PullObject)
+        oid = msg.object_id
+        obj = self.r.objects.get(oid)
+        if obj is None or not obj.ready or not obj.in_store or oid not in self.r.store:
+            reason = "not in this node's store" if obj is None or not obj.spilled else "spilled"
+            if obj is not None and obj.spilled and self.r.memory.restore(obj):
+                reason = ""
+            if reason:
+                self.r.send(self.router, route, ObjectMissing(object_id=oid, reason=reason))
+                return
+        assert obj is not None
+        path = self.r.store.path(oid)
+        size = obj.size
+        with open(path, "rb") as f:
+            fd = f.fileno()
+            offset = 0
+            while True:
+                chunk = os.pread(fd, min(CHUNK_BYTES, size - offset), offset) if size else b""
+                self.r.send(self.router, route, ObjectChunk(object_id=oid, size=size, offset=offset,
+                                                            is_error=obj.is_error), [chunk])
+                offset += len(chunk)
+                if offset >= size or not chunk:
+                    break
+
+    def on_chunk(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        assert isinstance(msg, ObjectChunk)
+        pull = self._pulls.get(msg.object_id)
+        if pull is None or len(bufs) != 1:
+            return
+        pull.last_chunk = time.monotonic()
+        if pull.fd < 0:
+            path = self.r.memory.reserve(msg.object_id, msg.size)
+            if path is None:
+                self._finish(pull, f"no room in this node's store for {msg.size} bytes")
+                return
+            pull.size, pull.is_error = msg.size, msg.is_error
+            pull.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.ftruncate(pull.fd, msg.size)
+        data = bufs[0]
+        os.pwrite(pull.fd, memoryview(data), msg.offset)
+        pull.received += len(data)
+        if pull.received >= pull.size:
+            os.close(pull.fd)
+            pull.fd = -1
+            self.r.seal_copy(msg.object_id, pull.size, None, True, pull.is_error)
+            self._finish(pull, None)
+
+    def on_missing(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        assert isinstance(msg, ObjectMissing)
+        pull = self._pulls.get(msg.object_id)
+        if pull is not None:
+            self._finish(pull, f"object {msg.object_id} is {msg.reason} at {pull.address}")
+
+    def _finish(self, pull: _Pull, error: str | None) -> None:
+        self._pulls.pop(pull.object_id, None)
+        if pull.fd >= 0:
+            os.close(pull.fd)
+            pull.fd = -1
+        if error is not None and pull.size >= 0 and pull.object_id in self.r.store:
+            self.r.store.free(pull.object_id)
+        for done in pull.waiters:
+            done(error)
+
+    def _expire_pulls(self) -> None:
+        now = time.monotonic()
+        for pull in list(self._pulls.values()):
+            if now - pull.last_chunk > PULL_TIMEOUT:
+                self._finish(pull, f"no data from {pull.address} for {PULL_TIMEOUT:.0f}s")
