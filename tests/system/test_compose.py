@@ -2,7 +2,7 @@
 file runs in its own network namespace on a 198.18.0.0/24 segment (see
 tests/compose_up.py and tests/netns.py), started in depends_on order and
 gated by its own health check; then `docker compose run driver python
-examples/monte_carlo_pi.py` runs the example against the cluster."""
+examples/monte_carlo_pi.py` runs the example on the cluster's raylets."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import json
 import math
 import re
 import time
+from typing import Any
 
 import pytest
 
@@ -33,11 +34,14 @@ def test_compose_cluster_runs_the_example_driver() -> None:
 
         # Every raylet replica joined: the GCS lists three live nodes, and both
         # scheduler replicas hear their heartbeats.
-        def live_nodes() -> list[str]:
+        def nodes() -> dict[str, dict[str, Any]]:
             status = project.exec("sched1", ["zray", "status", "--address", "gcs0:6379", "--json"],
                                   timeout=30)
             assert status.returncode == 0, status.stderr
-            return sorted(n["node_name"] for n in json.loads(status.stdout)["nodes"] if n["alive"])
+            return {n["node_name"]: n for n in json.loads(status.stdout)["nodes"] if n["alive"]}
+
+        def live_nodes() -> list[str]:
+            return sorted(nodes())
 
         poll_for(lambda: live_nodes() == ["raylet-1", "raylet-2", "raylet-3"], 30, interval=0.5,
                  what="three live raylet nodes", on_timeout=lambda: str(live_nodes()))
@@ -54,7 +58,11 @@ def test_compose_cluster_runs_the_example_driver() -> None:
         estimates = [float(v) for v in PI_LINE.findall(run.stdout)]
         assert len(estimates) == 2, run.stdout
         assert all(abs(e - math.pi) < 0.01 for e in estimates), run.stdout
-        assert "cluster (auto) up" in run.stdout, run.stdout
+        assert "cluster (auto) up" in run.stdout and "with 6 CPUs" in run.stdout, run.stdout
+        # The driver's node has no CPUs: the raylets ran its 216 tasks, pulling
+        # the array it put from the driver's store.
+        finished = {name: n["tasks_finished"] for name, n in nodes().items() if name != "driver"}
+        assert sum(finished.values()) >= 216, finished
 
         project.mark("driver done")
         timeline = project.timeline()

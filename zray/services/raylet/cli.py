@@ -31,7 +31,7 @@ def start(
     store_dir: Annotated[str, typer.Option(envvar="ZRAY_STORE_DIR", help="Folder of the shared-memory store (default under /dev/shm).")] = "",
     local_address: Annotated[str, typer.Option(envvar="ZRAY_LOCAL_ADDRESS", help="ipc:// address for this node's drivers and workers.")] = "",
     node_name: Annotated[str, typer.Option(envvar="ZRAY_NODE_NAME", help="Name shown in status (default: host name).")] = "",
-    node_address: Annotated[str, typer.Option(envvar="ZRAY_NODE_ADDRESS", help="tcp://host:port other raylets reach this one on, for forwarded tasks and object transfer (port 0: any free port). Empty: a single-node cluster.")] = "",
+    node_address: Annotated[str, typer.Option(envvar="ZRAY_NODE_ADDRESS", help="tcp://host:port other raylets reach this one on, for forwarded tasks and object transfer (port 0: any free port; host 0.0.0.0: this host's address on the route to the GCS, e.g. in a container). Empty: a single-node cluster.")] = "",
     metrics_port: Annotated[Optional[int], typer.Option(envvar="ZRAY_METRICS_PORT", help="Serve Prometheus metrics on this HTTP port (0: any free port; default: off).")] = None,
     log_level: Annotated[str, typer.Option(envvar="ZRAY_LOG_LEVEL")] = "INFO",
 ) -> None:
@@ -51,10 +51,22 @@ def start(
         resources=custom, object_store_memory=object_store_memory, session_dir=session_dir,
         spill_dir=spill_dir, store_full_timeout=store_full_timeout,
         store_dir=store_dir, local_address=local_address, node_name=node_name,
-        address=normalize(node_address) if node_address else "",
+        address=reachable(normalize(node_address), gcs_address) if node_address else "",
         log_level=log_level, metrics_port=metrics_port)
     configure_logging("raylet", settings.log_level)
     Raylet(settings).run()
+
+
+def reachable(node_address: str, gcs_address: str) -> str:
+    """A wildcard host becomes this host's address on the route to the GCS, the
+    one other raylets reach it by (a container knows its name, not its address)."""
+    from zray.common.sockets import local_ip_towards, normalize
+
+    if not node_address.startswith(("tcp://0.0.0.0:", "tcp://*:")):
+        return node_address
+    gcs = normalize(gcs_address)
+    host = gcs.removeprefix("tcp://").rsplit(":", 1)[0] if gcs.startswith("tcp://") else "127.0.0.1"
+    return f"tcp://{local_ip_towards(host)}:{node_address.rsplit(':', 1)[1]}"
 
 
 @app.command()
