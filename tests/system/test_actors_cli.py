@@ -59,6 +59,14 @@ class Head:
     def env(self) -> dict[str, str]:
         return {"ZRAY_SESSION_ROOT": self.root}
 
+    def token(self) -> str:
+        """The cluster token `zray start` keeps under this root."""
+        from zray.common.security import TOKEN_FILE_NAME, read_token_file
+
+        token = read_token_file(os.path.join(self.root, TOKEN_FILE_NAME))
+        assert token is not None, f"no token file under {self.root}"
+        return token
+
     def cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         env = dict(os.environ, **self.env)
         env["PYTHONPATH"] = os.pathsep.join(

@@ -30,6 +30,7 @@ from tests.conftest import (
     zray_processes,
 )
 from tests.system.test_actors_cli import Head, free_port_pair
+from zray.common import security
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -154,6 +155,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         started = head.cli("start", "--head", "--port", str(port), "--num-cpus", "1",
                            "--metrics-port", "0", "--dashboard-port", str(dashboard))
         assert started.returncode == 0, f"zray start failed:\n{started.stdout}\n{started.stderr}"
+        security.use_token(head.token())  # for this process's GCS clients
         driver = _start_driver(head, folder)
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(driver.stdout or []), daemon=True)
@@ -163,6 +165,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         assert driver.poll() is None, "driver exited early:\n" + "".join(lines)
         yield Cluster(head, folder, driver, dashboard)
     finally:
+        security.use_token(None)
         (folder / "release").touch()
         if driver is not None:
             try:

@@ -4,6 +4,10 @@
 detached processes; `zray start --address H:P` adds a raylet to a running
 cluster. Both record what they started in current_cluster.json (see
 cluster_record.py), which `zray.init("auto")`, `zray stop` and `zray status` read.
+
+The head creates the cluster token (zray.common.security), which joining
+needs; both keep it in a file only its owner can read, and hand it to their
+services in the environment (never on a command line, where `ps` shows it).
 """
 
 from __future__ import annotations
@@ -26,13 +30,13 @@ from zray.cli.launch import (
     start_head,
     start_node,
 )
-from zray.common.errors import ZrayError
+from zray.common import security
+from zray.common.errors import ConfigError, ZrayError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 DEFAULT_PORT = 6379
 DASHBOARD_PORT = 8265
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def _fail(message: str) -> NoReturn:
@@ -56,6 +60,7 @@ def _remove_stale(record: rec.ClusterRecord) -> None:
     for path in record.store_dirs + record.session_dirs:
         shutil.rmtree(path, ignore_errors=True)
     rec.remove_record()
+    security.remove_token_file()
     typer.echo(f"removed the record of a cluster that no longer runs ({record.gcs_address})")
 
 
@@ -75,10 +80,13 @@ def start(
     metrics_port: Annotated[Optional[int], typer.Option(help="Prometheus metrics: the GCS on this port, the global scheduler on +1, the raylet on +2 (a joining node's raylet on this port); 0 picks free ports. Default: off.")] = None,
     dashboard_port: Annotated[int, typer.Option(help="Port of the head's web dashboard.")] = DASHBOARD_PORT,
     no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Do not serve the web dashboard.")] = False,
+    token: Annotated[Optional[str], typer.Option(help="Cluster token: the head's (default: a new one), or the one to join with (default: $ZRAY_TOKEN, else this host's token file). Prefer ZRAY_TOKEN: `ps` shows command lines.")] = None,
+    insecure: Annotated[bool, typer.Option("--insecure", help="No token: TCP sockets are neither authenticated nor encrypted, and anyone who reaches them can run code here.")] = False,
 ) -> None:
     """Start a cluster's head (--head) or add a node to one (--address), in the background."""
     if head == (address is not None):
         _fail("give exactly one of --head (start a new cluster) or --address HOST:PORT (join one)")
+    cluster_token = _cluster_token(token, insecure, head, address)
     opts = NodeOptions(num_cpus, num_gpus, _parse_resources(resources), object_store_memory, node_name,
                        spill_dir, metrics_port, None if no_dashboard or not head else dashboard_port)
     _warn_small_shm(object_store_memory)
@@ -89,11 +97,41 @@ def start(
             record = None
         try:
             if address is None:
-                _start_head(record, host, port, opts, timeout, gcs_shards)
+                _start_head(record, host, port, opts, timeout, gcs_shards, cluster_token)
             else:
-                _start_node(record, address, opts, timeout)
+                _start_node(record, address, opts, timeout, cluster_token)
         except StartFailed as exc:
             _fail(f"zray start failed: {exc}")
+
+
+def _cluster_token(token: str | None, insecure: bool, head: bool, address: str | None) -> str | None:
+    """The token this start uses (None: --insecure), now also in this process's
+    environment, which the services it starts inherit."""
+    if insecure:
+        if token is not None:
+            _fail("give --token or --insecure, not both")
+        os.environ.pop(security.TOKEN_ENV, None)
+        os.environ[security.INSECURE_ENV] = "1"
+        security.use_token(None)
+        return None
+    try:
+        if token is not None:
+            chosen = security.check_token(token)
+        elif head:
+            chosen = security.check_token(os.environ.get(security.TOKEN_ENV) or security.new_token())
+        else:
+            found = security.find_token()
+            if found is None:
+                _fail(f"joining the cluster at {address} needs its token: pass --token TOKEN or set "
+                      f"{security.TOKEN_ENV} (`zray start --head` printed it and keeps it in "
+                      f"{security.TOKEN_FILE_NAME} under the head's session root, mode 0600)")
+            chosen = found[0]
+    except ConfigError as exc:
+        _fail(f"zray start: {exc}")
+    os.environ[security.TOKEN_ENV] = chosen
+    os.environ.pop(security.INSECURE_ENV, None)
+    security.use_token(chosen)
+    return chosen
 
 
 def _warn_small_shm(capacity: int | None) -> None:
@@ -106,14 +144,15 @@ def _warn_small_shm(capacity: int | None) -> None:
 
 
 def _start_head(record: rec.ClusterRecord | None, host: str, port: int, opts: NodeOptions,
-                timeout: float, gcs_shards: int = 1) -> None:
+                timeout: float, gcs_shards: int, token: str | None) -> None:
     if record is not None:
         pids = ", ".join(f"{s.name} {s.pid}" for s in record.live_services())
         _fail(f"a zray cluster started by `zray start` already runs on this host (GCS at "
               f"{record.gcs_address}; pids {pids}); run `zray stop` first")
-    if host not in LOOPBACK:
-        typer.echo(f"warning: the GCS listens on {host}:{port} without authentication (CURVE is not "
-                   "implemented yet); anyone who can reach it can run code here", err=True)
+    if token is None:
+        typer.echo(f"warning: --insecure: the GCS and scheduler listen on {host} without "
+                   "authentication or encryption; anyone who can reach them can run code here",
+                   err=True)
     launch = start_head(host, port, opts, timeout, gcs_shards)
     addr = f"{advertised_host(host)}:{port}"
     record = rec.ClusterRecord(
@@ -124,16 +163,27 @@ def _start_head(record: rec.ClusterRecord | None, host: str, port: int, opts: No
     for warning in launch.warnings:
         typer.echo(f"warning: {warning}", err=True)
     dashboard = f"  dashboard:                         {launch.dashboard_url}\n" if launch.dashboard_url else ""
+    if token is not None:
+        path = security.write_token_file(token)
+        join = f"zray start --address {addr} --token {token}"
+        remote = f"ZRAY_TOKEN={token} python app.py  with zray.init(\"{addr}\")"
+        secret = f"  cluster token (keep it secret):    in {path} (mode 0600)\n"
+    else:
+        join = f"ZRAY_INSECURE=1 zray start --address {addr} --insecure"
+        remote = f"ZRAY_INSECURE=1 python app.py  with zray.init(\"{addr}\")"
+        secret = "  cluster token:                     none (--insecure)\n"
     typer.echo(f"zray head started: GCS at {addr}; session {launch.session_dir}\n\n"
                f"{dashboard}"
                f"  connect from Python on this host:  zray.init(\"auto\")  or  zray.init(\"{addr}\")\n"
-               f"  add a node to this cluster:        zray start --address {addr}\n"
+               f"  add a node to this cluster:        {join}\n"
+               f"  a driver on another host:          {remote}\n"
+               f"{secret}"
                f"  see the cluster:                   zray status\n"
                f"  stop what zray start started here: zray stop")
 
 
 def _start_node(record: rec.ClusterRecord | None, address: str, opts: NodeOptions,
-                timeout: float) -> None:
+                timeout: float, token: str | None) -> None:
     from zray.common.sockets import normalize
 
     gcs_address = normalize(address)
@@ -150,6 +200,8 @@ def _start_node(record: rec.ClusterRecord | None, address: str, opts: NodeOption
     record.session_dirs.append(launch.session_dir)
     record.store_dirs.append(launch.store_dir)
     rec.write_record(record)
+    if token is not None:
+        security.write_token_file(token)  # for zray.init("auto") and `zray status` here
     typer.echo(f"zray node started: raylet pid {launch.pid_of('raylet')} joined the cluster at "
                f"{address}; session {launch.session_dir}")
 
@@ -173,6 +225,7 @@ def stop(
         for path in record.store_dirs + record.session_dirs:
             shutil.rmtree(path, ignore_errors=True)
         rec.remove_record()
+        security.remove_token_file()
         typer.echo(f"removed {len(record.session_dirs)} session folder(s) and "
                    f"{len(record.store_dirs)} object store folder(s)")
 
@@ -289,8 +342,26 @@ def _service_docs(record: rec.ClusterRecord) -> list[dict[str, Any]]:
     return docs
 
 
+def token(
+    new: Annotated[bool, typer.Option("--new", help="Print a new random token instead (for services started without `zray start`).")] = False,
+) -> None:
+    """Print the cluster token of this host's cluster ($ZRAY_TOKEN, else the file `zray start` wrote)."""
+    if new:
+        typer.echo(security.new_token())
+        return
+    try:
+        found = security.find_token()
+    except ConfigError as exc:
+        _fail(str(exc))
+    if found is None:
+        _fail(f"no cluster token here: {security.TOKEN_ENV} is not set and {security.token_file()} "
+              "does not exist (`zray start` writes it)")
+    typer.echo(found[0])
+
+
 def register(app: typer.Typer) -> None:
     app.command()(start)
+    app.command()(token)
     app.command()(stop)
     app.command()(status)
     app.command()(memory)

@@ -21,12 +21,12 @@ def query_objects(node: NodeInfo, limit: int, timeout: float = 3.0) -> ListObjec
     import zmq
 
     from zray.common import wire
-    from zray.common.sockets import configure
+    from zray.common.sockets import configure, connect
 
     ctx: zmq.Context[Any] = zmq.Context.instance()
     sock = configure(ctx.socket(zmq.DEALER), identity=b"memory-" + os.urandom(6).hex().encode())
     try:
-        sock.connect(node.local_address)
+        connect(sock, node.local_address)
         sock.send_multipart(wire.encode(ListObjectsRequest(req_id=1, limit=limit)))
         if not sock.poll(int(timeout * 1000)):
             raise ConnectionFailedError(f"raylet of node {node.node_id[:12]} at "

@@ -16,6 +16,7 @@ from zray.client.local_cluster import SESSION_ROOT, LocalCluster
 from zray.client.object_ref import ObjectRef
 from zray.client.output import LogMonitor
 from zray.client.remote_function import RemoteFunction
+from zray.common import security
 from zray.common.errors import ConfigError, ConnectionFailedError, ZrayError
 from zray.common.ids import JobID
 from zray.common.messages.tables import JOBS, NODES, JobInfo, NodeInfo
@@ -43,8 +44,11 @@ def is_initialized() -> bool:
 def init(address: str | None = None, *, num_cpus: float | None = None,
          num_gpus: float | None = None, resources: dict[str, float] | None = None,
          object_store_memory: int | None = None, ignore_reinit_error: bool = False,
-         log_to_driver: bool = True, **_ignored: Any) -> dict[str, Any]:
-    """Start an embedded cluster (no address) or join one ("auto", "host:port")."""
+         log_to_driver: bool = True, _token: str | None = None, **_ignored: Any) -> dict[str, Any]:
+    """Start an embedded cluster (no address) or join one ("auto", "host:port").
+
+    Joining over TCP needs the cluster token: `_token`, else $ZRAY_TOKEN, else the
+    token file `zray start` wrote on this host (see zray.common.security)."""
     with _state.lock:
         if _state.client is not None:
             if ignore_reinit_error:
@@ -52,6 +56,8 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
             raise ZrayError("zray.init() was already called; call zray.shutdown() first or pass "
                             "ignore_reinit_error=True")
         address = address or os.environ.get("ZRAY_ADDRESS") or None
+        if _token is not None:
+            security.use_token(_token)
         cluster = None
         if address is None or address == "local":
             cluster = LocalCluster.start(num_cpus, num_gpus, resources, object_store_memory)

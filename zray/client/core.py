@@ -57,7 +57,7 @@ from zray.common.messages.raylet import (
     split_frames,
 )
 from zray.common.messages.task import ActorCreation, ArgSpec, ObjectLoc, TaskSpec
-from zray.common.sockets import NOBLOCK, bind, configure, readable, recv_frames, send_frames
+from zray.common.sockets import NOBLOCK, bind, configure, connect, readable, recv_frames, send_frames
 from zray.services.gcs.client import GcsClient
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class CoreClient(References, WorkerSide, TaskContextMixin):
         self.is_driver = is_driver
         self.ctx: zmq.Context[Any] = zmq.Context.instance()
         self.sock = configure(self.ctx.socket(zmq.DEALER), identity=worker_id)
-        self.sock.connect(raylet_address)
+        connect(self.sock, raylet_address)
         self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)
         self.inbox: zmq.Socket[Any] | None = None

@@ -19,7 +19,7 @@ import zmq
 from zray.client.log_files import RotatingLog
 from zray.common import wire
 from zray.common.messages.raylet import LogLines
-from zray.common.sockets import configure
+from zray.common.sockets import configure, connect
 
 
 class _ForwardingStream(io.TextIOBase):
@@ -65,7 +65,7 @@ class LogForwarder:
         self.client = client
         self.lock = threading.Lock()
         self.sock = configure(client.ctx.socket(zmq.DEALER), identity=client.worker_id + b"/log")
-        self.sock.connect(client.raylet_address)
+        connect(self.sock, client.raylet_address)
         self.log_file = RotatingLog.for_stdout()
 
     @classmethod
@@ -92,7 +92,7 @@ class LogMonitor:
     def __init__(self, ctx: zmq.Context[Any], address: str, job_id: str) -> None:
         self.sock = configure(ctx.socket(zmq.SUB))
         self.sock.setsockopt(zmq.SUBSCRIBE, job_id.encode())
-        self.sock.connect(address)
+        connect(self.sock, address)
         self.protocol = wire.Protocol("logs", [LogLines])
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="zray-log-monitor", daemon=True)

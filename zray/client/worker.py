@@ -43,7 +43,7 @@ from zray.common.messages.raylet import (
 )
 from zray.common.messages.tables import JobInfo
 from zray.common.messages.task import ObjectLoc, direct_owner
-from zray.common.sockets import configure
+from zray.common.sockets import configure, connect
 
 CONTROL_SUFFIX = b"/ctl"
 # Results of back-to-back short tasks go out together, at most this late.
@@ -64,7 +64,7 @@ class Worker:
         # read them without touching the main socket mid-message.
         self.control = configure(client.ctx.socket(zmq.DEALER),
                                  identity=client.worker_id + CONTROL_SUFFIX)
-        self.control.connect(client.raylet_address)
+        connect(self.control, client.raylet_address)
         signal.signal(signal.SIGINT, self._on_sigint)
 
     def _read_control(self, wait_ms: int) -> None:

@@ -13,7 +13,7 @@ import zmq
 from zray.common import wire
 from zray.common.messages.raylet import FinishedTask, ObjectsReady, TaskFinished, owner_address
 from zray.common.messages.task import ObjectLoc
-from zray.common.sockets import NOBLOCK, configure, send_frames
+from zray.common.sockets import NOBLOCK, configure, connect, send_frames
 
 MAX_OWNER_SOCKETS = 64
 
@@ -141,7 +141,7 @@ class WorkerSide:
         sock = self.owner_socks.get(owner)
         if sock is None:
             sock = configure(self.ctx.socket(zmq.PUSH))
-            sock.connect(owner_address(self.session_dir, owner))
+            connect(sock, owner_address(self.session_dir, owner))
             self.owner_socks[owner] = sock
             if len(self.owner_socks) > MAX_OWNER_SOCKETS:
                 _, oldest = self.owner_socks.popitem(last=False)

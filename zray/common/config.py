@@ -73,6 +73,8 @@ class SchedSettings(Settings):
     # How raylets reach this replica when it binds a wildcard address.
     advertise_host: str = ""
     sched_id: str = ""
+    # A node silent this long is declared dead (in the GCS, for every subscriber).
+    node_timeout: float = 3.0
 
 
 class RayletSettings(Settings):

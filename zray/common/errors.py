@@ -46,6 +46,10 @@ class WorkerCrashedError(ZrayError):
     """The worker process running a task died, and retries ran out."""
 
 
+class NodeDiedError(WorkerCrashedError):
+    """The node running a task died (or was cut off), and retries ran out."""
+
+
 class TaskCancelledError(ZrayError):
     """The task was cancelled with `zray.cancel`."""
 

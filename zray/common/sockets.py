@@ -1,4 +1,10 @@
-"""Socket set-up shared by services and clients."""
+"""Socket set-up shared by services and clients.
+
+Every socket of zray binds with `bind()` and connects with `connect()`: on a
+`tcp://` address they apply the cluster's CURVE keys (see security.py), so a
+socket that uses them is authenticated and encrypted without more code;
+`ipc://` addresses stay plain (local, in 0700 folders).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,9 @@ import socket
 from typing import Any, cast
 
 import zmq
+
+from zray.common import security
+from zray.common.errors import ConfigError
 
 HWM = 1_000_000
 
@@ -21,7 +30,14 @@ def configure(sock: zmq.Socket[Any], identity: bytes | None = None) -> zmq.Socke
 
 
 def bind(sock: zmq.Socket[Any], address: str) -> str:
-    """Bind and return the concrete address (a port of 0 picks a free one)."""
+    """Bind and return the concrete address (a port of 0 picks a free one).
+
+    A tcp:// socket serves CURVE with the cluster's server key."""
+    if address.startswith("tcp://"):
+        keys = _keys_for(address, serving=True)
+        if keys is not None:
+            sock.setsockopt(zmq.CURVE_SERVER, 1)
+            sock.setsockopt(zmq.CURVE_SECRETKEY, keys.server_secret)
     if address.startswith("ipc://"):
         path = address[len("ipc://"):]
         os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
@@ -32,6 +48,55 @@ def bind(sock: zmq.Socket[Any], address: str) -> str:
         return f"{address[:-2]}:{port}"
     sock.bind(address)
     return address
+
+
+def connect(sock: zmq.Socket[Any], address: str,
+            keys: security.CurveKeys | None = None) -> None:
+    """Connect; to a tcp:// address as a CURVE client of the cluster (`keys`,
+    or this process's, see security.process_keys)."""
+    if address.startswith("tcp://"):
+        keys = keys or _keys_for(address, serving=False)
+        if keys is not None:
+            sock.setsockopt(zmq.CURVE_SERVERKEY, keys.server_public)
+            sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.client_public)
+            sock.setsockopt(zmq.CURVE_SECRETKEY, keys.client_secret)
+    sock.connect(address)
+
+
+def _keys_for(address: str, serving: bool) -> security.CurveKeys | None:
+    keys = security.process_keys()
+    if keys is not None or security.insecure():
+        return keys
+    plain = f"{security.INSECURE_ENV}=1 instead turns authentication off"
+    if serving:
+        raise ConfigError(
+            f"serving {address} needs the cluster token: set {security.TOKEN_ENV} (`zray token "
+            f"--new` makes one; `zray start` sets it for its services); {plain}")
+    raise ConfigError(
+        f"connecting to {address} needs the cluster token: pass --token (zray start) or "
+        f"zray.init(address, _token=...), or set {security.TOKEN_ENV}; `zray start --head` "
+        f"printed it and keeps it in {security.token_file()} on the head "
+        f"({security.INSECURE_ENV}=1 instead only for a cluster started with --insecure)")
+
+
+def silence_hint(address: str) -> str:
+    """Why a service at `address` may not answer, for a timeout's message."""
+    if not address.startswith("tcp://"):
+        return "is it running?"
+    host, _, port = address[len("tcp://"):].rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=0.5):
+            pass
+    except (OSError, ValueError):
+        return "nothing accepts connections there; is it running?"
+    try:
+        found = security.find_token()
+    except ConfigError as exc:
+        return str(exc)
+    mine = f"this process's (from {found[1]})" if found else "none (this process has no token)"
+    return (f"something accepts connections there but does not answer: if it is a zray cluster, "
+            f"it uses another cluster token than {mine}; use the token `zray start --head` "
+            "printed (--token or ZRAY_TOKEN)")
 
 
 def normalize(address: str) -> str:

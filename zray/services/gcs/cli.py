@@ -59,7 +59,11 @@ def check(
     from zray.common.errors import ZrayError
     from zray.services.gcs.client import GcsClient
 
-    client = GcsClient(address, timeout=timeout)
+    try:
+        client = GcsClient(address, timeout=timeout)
+    except ZrayError as exc:  # e.g. no cluster token for a tcp:// address
+        typer.echo(f"unhealthy: {exc}", err=True)
+        sys.exit(1)
     try:
         pongs = [client.ping()]
         if pongs[0].shard_index == 0:  # only shard 0 serves the shard map

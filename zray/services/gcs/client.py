@@ -41,7 +41,8 @@ from zray.common.messages.gcs import (
     ShardAddress,
     WriteOp,
 )
-from zray.common.sockets import configure, normalize
+from zray.common.security import CurveKeys
+from zray.common.sockets import configure, connect, normalize, silence_hint
 from zray.services.gcs.sharding import group_by_shard, shard_of
 
 if TYPE_CHECKING:
@@ -56,11 +57,15 @@ WRITE_BATCH_MAX = 2000
 
 
 class GcsClient:
-    """Blocking request/reply client with retry until a deadline."""
+    """Blocking request/reply client with retry until a deadline.
 
-    def __init__(self, address: str, timeout: float = 30.0, ctx: zmq.Context[Any] | None = None) -> None:
+    `token`: the cluster token for tcp:// shards (default: this process's)."""
+
+    def __init__(self, address: str, timeout: float = 30.0, ctx: zmq.Context[Any] | None = None,
+                 token: str | None = None) -> None:
         self.address = normalize(address)
         self.timeout = timeout
+        self.keys = CurveKeys.from_token(token) if token is not None else None
         self._ctx = ctx or zmq.Context.instance()
         self._socks = [self._connect(self.address)]
         self._addresses = [self.address]
@@ -71,7 +76,11 @@ class GcsClient:
 
     def _connect(self, address: str) -> zmq.Socket[Any]:
         sock = configure(self._ctx.socket(zmq.DEALER))
-        sock.connect(address)
+        try:
+            connect(sock, address, self.keys)
+        except BaseException:
+            sock.close(0)
+            raise
         return sock
 
     def close(self) -> None:
@@ -116,7 +125,7 @@ class GcsClient:
             if time.monotonic() >= deadline:
                 raise ConnectionFailedError(
                     f"GCS at {address} did not answer {request.kind} within "
-                    f"{self.timeout if timeout is None else timeout:.1f}s; is it running?")
+                    f"{self.timeout if timeout is None else timeout:.1f}s; {silence_hint(address)}")
             attempt_timeout = min(attempt_timeout * 2, 5.0)
 
     def _ensure_map(self) -> None:
@@ -277,7 +286,7 @@ class ServiceGcs:
         self.socks: list[zmq.Socket[Any]] = []
         for addr in self.addresses:
             sock = service.socket(zmq.DEALER)
-            sock.connect(addr)
+            connect(sock, addr)
             service.add_reader(sock, _REPLIES, dict.fromkeys(GCS_REPLIES, self._on_reply),
                                routed=False)
             self.socks.append(sock)

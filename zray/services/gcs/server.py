@@ -47,7 +47,7 @@ from zray.common.messages.gcs import (
     ShardAddress,
 )
 from zray.common.service import Service
-from zray.common.sockets import bind
+from zray.common.sockets import bind, connect
 from zray.services.gcs.publication import encode_changes, encode_heartbeat
 from zray.services.gcs.storage import Change, ShardStorage
 
@@ -108,7 +108,7 @@ class GcsShard(Service):
             self.shards[0] = me
         else:
             self.head = self.socket(zmq.DEALER)
-            self.head.connect(self.settings.head_address)
+            connect(self.head, self.settings.head_address)
             self.add_reader(self.head, _REPLIES, {GcsRegisterShardReply: self.on_registered,
                                                   ErrorReply: self.on_register_refused},
                             routed=False)

@@ -17,7 +17,7 @@ import zmq
 from zray.common.errors import ZrayError
 from zray.common.messages.base import Message
 from zray.common.messages.gcs import GcsScan, GcsScanReply
-from zray.common.sockets import configure
+from zray.common.sockets import configure, connect
 from zray.services.gcs.clone import RowChange, TableReplica
 from zray.services.gcs.publication import HEARTBEAT_TOPIC, decode_heartbeat, decode_publication, topic
 
@@ -80,7 +80,7 @@ class ServiceSubscriber:
         for shard, address in enumerate(gcs.pub_addresses):
             sock = service.socket(zmq.SUB)
             sock.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC)
-            sock.connect(address)
+            connect(sock, address)
             feed = _Feed(self.replicas, shard, self.on_changes, self.resync)
             service.add_raw_reader(sock, feed.handle)
             self._socks.append(sock)
@@ -139,7 +139,7 @@ class ThreadSubscriber:
             sock.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC)
             for table in tables:
                 sock.setsockopt(zmq.SUBSCRIBE, topic(table))
-            sock.connect(address)
+            connect(sock, address, gcs.keys)
             self._socks.append(sock)
         self._feeds = [_Feed(self.replicas, shard, self.on_changes, self._mark)
                        for shard in range(num_shards)]

@@ -31,7 +31,7 @@ def start(
     from zray.services.global_sched.server import GlobalScheduler
     from zray.services.metrics import serve_sched
 
-    settings = SchedSettings.load(gcs_address=normalize(gcs_address), address=address,
+    settings = SchedSettings.load(env_prefix="ZRAY_SCHED_", gcs_address=normalize(gcs_address), address=address,
                                   advertise_host=advertise_host, log_level=log_level, metrics_port=metrics_port)
     configure_logging("global-sched", settings.log_level)
     sched = GlobalScheduler(settings)

@@ -3,6 +3,7 @@ the load it last heard, so any replica can place any task."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -21,15 +22,18 @@ from zray.common.messages.sched import (
     SchedPong,
     TaskPlaced,
 )
+from zray.common.messages.tables import KV, NODES, NodeInfo
 from zray.common.service import Service
 from zray.common.sockets import bind
 from zray.services.gcs.client import ServiceGcs
+from zray.services.gcs.subscriber import ServiceSubscriber
 from zray.services.global_sched.policy import NodeLoad, place, place_spread
 
 log = logging.getLogger(__name__)
 
 SCHEDULERS_KEY_PREFIX = "scheduler:"
-NODE_TIMEOUT = 10.0
+# Written to the GCS kv table when a node is declared dead; raylets follow it.
+NODE_DEAD_PREFIX = "node_dead:"
 
 
 class GlobalScheduler(Service):
@@ -58,7 +62,11 @@ class GlobalScheduler(Service):
         self.gcs = ServiceGcs(self, self.settings.gcs_address)
         self._register()
         self.every(2.0, self._register)
-        self.every(0.5, self._expire_nodes)
+        self.every(0.25, self._expire_nodes)
+        self.node_infos: dict[str, NodeInfo] = {}
+        self.declared_dead: set[str] = set()
+        self.subscriber = ServiceSubscriber(self, self.gcs)
+        self.subscriber.follow(NODES, self._on_nodes)
         log.info("%s %s: serving on %s", self.name, self.sched_id, self.address)
 
     def _register(self) -> None:
@@ -68,9 +76,13 @@ class GlobalScheduler(Service):
 
     def on_heartbeat(self, routing: list[bytes], msg: Message, buffers: list[Any]) -> None:
         assert isinstance(msg, NodeHeartbeat)
+        if msg.node_id in self.declared_dead:
+            return  # fenced: it must come back as a new node
         self.nodes[msg.node_id] = NodeLoad(msg.node_id, msg.address, msg.resources_total,
                                            msg.resources_available, msg.queue_len)
-        self.last_seen[msg.node_id] = time.monotonic()
+        if msg.address.startswith("tcp://"):
+            # Nodes others can reach are watched; a single-node cluster has nobody to fail over to.
+            self.last_seen[msg.node_id] = time.monotonic()
         if self.waiting:
             self._retry_waiting()
 
@@ -102,13 +114,38 @@ class GlobalScheduler(Service):
             if not self._try_place(routing, msg):
                 self.waiting.append((routing, msg))
 
+    def _on_nodes(self, changes: list[Any]) -> None:
+        for change in changes:
+            if change.new is None:
+                self.node_infos.pop(change.key, None)
+                continue
+            info = NodeInfo.model_validate_json(change.new)
+            self.node_infos[info.node_id] = info
+            # A node registered in the GCS must also heartbeat here, or it is declared dead.
+            if info.alive and info.address and info.node_id not in self.last_seen \
+                    and info.node_id not in self.declared_dead:
+                self.last_seen[info.node_id] = time.monotonic()
+
     def _expire_nodes(self) -> None:
         now = time.monotonic()
+        timeout = self.settings.node_timeout
         for node_id, seen in list(self.last_seen.items()):
-            if now - seen > NODE_TIMEOUT:
-                log.warning("%s: no heartbeat from node %s for %.0fs", self.name, node_id[:8], now - seen)
+            if now - seen > timeout:
                 del self.last_seen[node_id]
                 self.nodes.pop(node_id, None)
+                self._declare_dead(node_id, f"no heartbeat for {now - seen:.1f}s")
+
+    def _declare_dead(self, node_id: str, reason: str) -> None:
+        """Record the death in the GCS: every raylet fails over the node's work, and
+        the node itself, should it come back, is fenced (it restarts as a new node)."""
+        log.warning("%s: node %s declared dead: %s", self.name, node_id[:12], reason)
+        self.declared_dead.add(node_id)
+        self.gcs.write(KV, NODE_DEAD_PREFIX + node_id,
+                       json.dumps({"reason": reason, "time": time.time(), "by": self.sched_id}).encode())
+        info = self.node_infos.get(node_id)
+        if info is not None and info.alive:
+            dead = info.model_copy(update={"alive": False})
+            self.gcs.write(NODES, node_id, dead.model_dump_json().encode())
 
     def on_ping(self, routing: list[bytes], msg: Message, buffers: list[Any]) -> None:
         assert isinstance(msg, SchedPing)

@@ -41,7 +41,7 @@ from zray.common.messages.node import (
 from zray.common.messages.raylet import split_frames
 from zray.common.messages.tables import NODES, NodeInfo
 from zray.common.messages.task import ObjectLoc
-from zray.common.sockets import bind
+from zray.common.sockets import bind, connect
 
 if TYPE_CHECKING:
     from zray.services.gcs.clone import RowChange
@@ -82,6 +82,7 @@ class NodeLinks:
             CancelForwarded: self.on_cancel_forwarded,
         }, routed=True)
         self.nodes: dict[str, NodeInfo] = {}
+        self.dead: set[str] = set()
         self._socks: dict[str, zmq.Socket[Any]] = {}
         self._pulls: dict[str, _Pull] = {}
         self._frees: dict[str, list[str]] = {}
@@ -97,8 +98,22 @@ class NodeLinks:
                 self.nodes.pop(change.key, None)
                 continue
             info = NodeInfo.model_validate_json(change.new)
-            if info.node_id != self.r.node_id:
+            if info.node_id != self.r.node_id and info.node_id not in self.dead:
                 self.nodes[info.node_id] = info
+
+    def forget(self, node_id: str) -> str:
+        """A node died: never place or forward on it again. Returns its address."""
+        self.dead.add(node_id)
+        info = self.nodes.pop(node_id, None)
+        return info.address if info is not None else ""
+
+    def drop_peer(self, node_id: str, address: str) -> None:
+        """Stop talking to a dead node; transfers from it fail (their waiters rebuild)."""
+        sock = self._socks.pop(address, None)
+        if sock is not None:
+            self.r.remove_socket(sock)
+        for pull in [p for p in self._pulls.values() if p.address == address]:
+            self._finish(pull, f"node {node_id[:12]} died")
 
     def peers(self) -> list[NodeInfo]:
         return [n for n in self.nodes.values() if n.alive and n.address.startswith("tcp://")]
@@ -111,7 +126,7 @@ class NodeLinks:
         sock = self._socks.get(address)
         if sock is None:
             sock = self.r.socket(zmq.DEALER, identity=self.r.node_id.encode())
-            sock.connect(address)
+            connect(sock, address)
             self.r.add_reader(sock, wire.Protocol("node-replies", NODE_REPLIES), {
                 TasksDone: self.on_tasks_done,
                 ObjectChunk: self.on_chunk,
@@ -165,8 +180,12 @@ class NodeLinks:
             returns: list[ObjectLoc] = []
             for loc in result.returns:
                 if loc.in_store:
-                    # Kept on the node that ran it: ready here, bytes there.
-                    self.r.objects.entry(loc.object_id).location = msg.node_id
+                    # Kept on the node that ran it: ready here, bytes there. The owner
+                    # hears it is ready; the bytes move only when something reads them.
+                    obj = self.r.objects.entry(loc.object_id)
+                    obj.location = msg.node_id
+                    obj.waiting_clients = [(ident, False) if ident == task.owner else (ident, fetch)
+                                           for ident, fetch in obj.waiting_clients]
                     returns.append(loc.model_copy(update={"in_store": False}))
                 else:
                     returns.append(loc)

@@ -20,6 +20,7 @@ from zray.common import wire
 from zray.common.messages.base import Message
 from zray.common.messages.sched import SCHED_REPLIES, NodeHeartbeat, PlaceTask, TaskPlaced
 from zray.common.messages.tables import KV
+from zray.common.sockets import connect
 
 if TYPE_CHECKING:
     from zray.services.gcs.clone import RowChange
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SCHEDULERS_PREFIX = "scheduler:"
+NODE_DEAD_PREFIX = "node_dead:"  # zray.services.global_sched.server.NODE_DEAD_PREFIX
 # A replica refreshes its entry every 2 s; silent this long, it is taken for dead.
 SCHEDULER_STALE = 6.0
 
@@ -105,6 +107,11 @@ class SchedulerLink:
     def _on_kv_changes(self, changes: list[RowChange]) -> None:
         raylet = self.raylet
         for change in changes:
+            if change.key.startswith(NODE_DEAD_PREFIX):
+                if change.new is not None:
+                    reason = json.loads(change.new).get("reason", "declared dead")
+                    raylet.node_died(change.key[len(NODE_DEAD_PREFIX):], reason)
+                continue
             if not change.key.startswith(SCHEDULERS_PREFIX):
                 continue
             sched_id = change.key[len(SCHEDULERS_PREFIX):]
@@ -120,7 +127,7 @@ class SchedulerLink:
                 continue  # a refresh of a known replica
             address = json.loads(change.new)["address"]
             sock = raylet.socket(zmq.DEALER)
-            sock.connect(address)
+            connect(sock, address)
             raylet.add_reader(sock, wire.Protocol("sched-replies", SCHED_REPLIES),
                               dict.fromkeys(SCHED_REPLIES, self._reply), routed=False)
             self.schedulers[sched_id] = sock

@@ -22,14 +22,16 @@ import zmq
 from zray.common import wire
 from zray.common.config import RayletSettings
 from zray.common.errors import (
+    NodeDiedError,
     ObjectLostError,
     ObjectStoreFullError,
     TaskCancelledError,
     TaskUnschedulableError,
     WorkerCrashedError,
 )
-from zray.common.ids import NodeID, return_object_hex
+from zray.common.ids import PUT_FLAG, NodeID, return_object_hex
 from zray.common.messages.base import ErrorReply, Message
+from zray.common.messages.gcs import GcsRead
 from zray.common.messages.raylet import (
     CLIENT_TO_RAYLET,
     CancelTask,
@@ -66,7 +68,7 @@ from zray.services.gcs.client import ServiceGcs
 from zray.services.gcs.subscriber import ServiceSubscriber
 from zray.services.raylet import pipelining
 from zray.services.raylet.actors import ActorManager
-from zray.services.raylet.lineage import Lineage
+from zray.services.raylet.lineage import TASK_HEX, Lineage
 from zray.services.raylet.node_links import NodeLinks
 from zray.services.raylet.object_listing import summarize
 from zray.services.raylet.object_store import SharedMemoryStore, check_shm, default_capacity
@@ -295,6 +297,12 @@ class Raylet(Service):
                 "elsewhere then"))
             return
         self.events.queued(task, feasible)
+        if task.spec.actor_creation is not None and not feasible:
+            log.warning("%s: actor %s needs %s, which this node cannot provide; actors run on the "
+                        "node that creates them, so it waits", self.name,
+                        task.spec.actor_creation.class_name, task.resources)
+            self.infeasible[task.spec.task_id] = task
+            return
         if where is Where.SPILL or not feasible:
             self.infeasible[task.spec.task_id] = task
             if not self.sched.spill(task) and feasible:
@@ -307,6 +315,9 @@ class Raylet(Service):
 
     def _placement(self, task: Task, feasible: bool) -> Where:
         spec = task.spec
+        if spec.actor_creation is not None:
+            # An actor lives on the node its handle's calls go to: this one.
+            return Where.LOCAL
         if self.links is None:
             return Where.LOCAL if not spec.affinity_node or spec.affinity_node == self.node_id \
                 or spec.affinity_soft else Where.UNSCHEDULABLE
@@ -602,8 +613,12 @@ class Raylet(Service):
         self.outbox.setdefault(ident, []).append((obj, fetch))
 
     def _pushed_after_pull(self, ident: bytes, obj: LocalObject, error: str | None) -> None:
-        if error is None:
-            self._push(ident, obj, True)
+        if error is None or not obj.ready:
+            # Here now; or lost with its node and being rebuilt: answered once sealed.
+            if obj.ready:
+                self._push(ident, obj, True)
+            else:
+                obj.waiting_clients.append((ident, True))
             return
         payload = serialize_error(ObjectLostError(
             f"object {obj.object_id} could not be fetched from node {obj.location[:12]}: {error}"))
@@ -885,6 +900,96 @@ class Raylet(Service):
             self.queue.push(task, task.resources)
             self.schedule_soon()
 
+    # node failures and lineage replay -------------------------------------------
+    def node_died(self, node_id: str, reason: str) -> None:
+        """Another node was declared dead: rerun what it ran for this node, and
+        rebuild the objects whose only copy it held."""
+        if node_id == self.node_id:
+            log.error("%s: this node was declared dead (%s); its results are no longer trusted, "
+                      "so it stops (a supervisor restarts it as a new node)", self.name, reason)
+            self.close(f"declared dead: {reason}")
+            return
+        if self.links is None or node_id in self.links.dead:
+            return
+        address = self.links.forget(node_id)  # first: nothing below may be sent there
+        why = f"node {node_id[:12]} died ({reason})"
+        log.warning("%s: %s; failing over its work", self.name, why)
+        lost = [o for o in self.objects.objects.values()
+                if o.location == node_id and not o.in_store and o.data is None]
+        for obj in self.objects.objects.values():
+            if obj.location == node_id:
+                obj.location = ""
+        for task in [t for t in self.tasks.values() if t.forwarded_to == node_id]:
+            task.forwarded_to = ""
+            if task.retries_left > 0 and not task.cancelled:
+                self._retry(task, f"was running on {why}")
+            else:
+                self.fail_task(task, NodeDiedError(
+                    f"task {task.spec.function_name} ({task.spec.task_id[:12]}) was running on "
+                    f"{why}, and no retries are left (max_retries={task.spec.max_retries})"))
+        for obj in lost:
+            self.rebuild(obj, why)
+        self.links.drop_peer(node_id, address)
+
+    def rebuild(self, obj: LocalObject, why: str) -> None:
+        """Lineage replay: run again the task that made a lost object, from its
+        spec in the GCS (its own lost inputs are rebuilt the same way)."""
+        oid = obj.object_id
+        task_id = oid[:TASK_HEX]
+        if task_id in self.tasks:
+            obj.ready = False  # its task is queued or running already
+            return
+        if int(oid[TASK_HEX:], 16) & PUT_FLAG:
+            self._lose(obj, f"object {oid} was stored with zray.put and its only copy was on "
+                            f"{why}; a put cannot be rebuilt (keep a copy or return it from a task)")
+            return
+        obj.ready = False
+
+        def replay(reply: Message, bufs: list[Any]) -> None:
+            found = getattr(reply, "found", [False])
+            if not found or not found[0] or not bufs:
+                self._lose(obj, f"object {oid} was lost on {why} and the task that made it left "
+                                "no lineage to rebuild it from")
+                return
+            blobs = wire.unpack_blobs(bytes(bufs[0]))
+            spec = TaskSpec.model_validate_json(blobs[0])
+            if spec.max_retries == 0:
+                self._lose(obj, f"object {oid} was lost on {why}; its task "
+                                f"{spec.function_name} has max_retries=0, so it is not rebuilt")
+                return
+            self._replay(spec, list(blobs[1:]), obj.owner or b"", why)
+
+        self.gcs.request(lambda r: GcsRead(req_id=r, table=TASKS, keys=[task_id]), (), replay,
+                         shard=self.gcs.shard_of(task_id))
+
+    def _replay(self, spec: TaskSpec, bufs: list[Any], owner: bytes, why: str) -> None:
+        if spec.task_id in self.tasks:
+            return
+        spec = spec.model_copy(update={"attempt": spec.attempt + 1, "origin_node": ""})
+        log.info("%s: rebuilding the results of task %s (%s), lost on %s", self.name,
+                 spec.task_id[:12], spec.function_name, why)
+        task = Task(spec, bufs, owner, spec.resources, retries_left=max(0, spec.max_retries - 1))
+        self.tasks[spec.task_id] = task
+        self.counters["reconstructed"] = self.counters.get("reconstructed", 0) + 1
+        for arg in spec.args:
+            if arg.ref is None:
+                continue
+            arg_obj = self.objects.entry(arg.ref)
+            if not arg_obj.ready and arg.ref[:TASK_HEX] not in self.tasks:
+                arg_obj.owner = arg_obj.owner or owner
+                self.rebuild(arg_obj, why)  # an input that is gone too
+            self.objects.depend(task, arg.ref)
+        for oid in spec.nested_refs:
+            self.objects.pin(oid)
+        if task.missing == 0:
+            self._enqueue(task)
+
+    def _lose(self, obj: LocalObject, text: str) -> None:
+        log.warning("%s: %s", self.name, text)
+        data = serialize_error(ObjectLostError(text)).to_bytes()
+        obj.ready = False
+        self._seal(obj.object_id, len(data), data, False, True)
+
     # other nodes -------------------------------------------------------------
     def submit_forwarded(self, origin: bytes, spec: TaskSpec, bufs: list[Any]) -> None:
         """Run a task another node forwarded; its results go back to that node."""
@@ -921,7 +1026,7 @@ class Raylet(Service):
     # spill-over --------------------------------------------------------------
     def on_placed(self, msg: TaskPlaced) -> None:
         task = self.infeasible.get(msg.task_id)
-        if task is None:
+        if task is None or task.spec.actor_creation is not None:
             return
         if msg.node_id == self.node_id:
             if self.queue.feasible(task.resources):

@@ -1,0 +1,200 @@
+"""Node failures on a real three-node cluster: a raylet killed or frozen is
+declared dead, its running tasks rerun elsewhere, objects whose only copy it
+held are rebuilt by lineage replay (recursively), a task with max_retries=0
+gives ObjectLostError, and a frozen node that wakes up is fenced: it comes
+back as a new node."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO_ROOT, describe, poll_for, short_tmpdir, stop_processes, zray_processes
+from tests.system.test_actors_cli import Head
+from tests.system.test_gcs_restart import free_ports
+
+pytestmark = pytest.mark.timeout(240)
+
+PRELUDE = textwrap.dedent("""
+    import json, os, sys, time
+    import numpy as np
+    import zray
+    from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    zray.init("auto")
+    NODES = {n["NodeName"]: n["NodeID"] for n in zray.nodes() if n["Alive"]}
+    ON_N2 = NodeAffinitySchedulingStrategy(NODES["n2"], soft=True)
+
+    @zray.remote
+    def make(mb):
+        return np.ones(mb * 1024 * 1024 // 8)
+
+    @zray.remote
+    def plus(a, x):
+        return a + x
+
+    @zray.remote
+    def slow(seconds):
+        time.sleep(seconds)
+        return zray.get_runtime_context().get_node_id()
+
+    def step(name):  # tell the test where the driver is, then wait for its go-ahead
+        print(name, flush=True)
+        go = os.path.join(sys.argv[1], name)
+        while not os.path.exists(go):
+            time.sleep(0.05)
+""")
+
+
+@pytest.fixture
+def cluster() -> Iterator[Head]:
+    port = free_ports(2)
+    h = Head(root=short_tmpdir("zf-"), address=f"127.0.0.1:{port}")
+    saved = os.environ.get("ZRAY_SCHED_NODE_TIMEOUT")
+    os.environ["ZRAY_SCHED_NODE_TIMEOUT"] = "1.0"  # declared dead after ~1 s of silence
+    try:
+        out = h.cli("start", "--head", "--port", str(port), "--num-cpus", "1", "--node-name", "head",
+                    "--no-dashboard")
+        assert out.returncode == 0, out.stdout + out.stderr
+        for name in ("n2", "n3"):
+            out = h.cli("start", "--address", h.address, "--num-cpus", "1", "--node-name", name)
+            assert out.returncode == 0, out.stdout + out.stderr
+        yield h
+    finally:
+        if saved is None:
+            os.environ.pop("ZRAY_SCHED_NODE_TIMEOUT", None)
+        else:
+            os.environ["ZRAY_SCHED_NODE_TIMEOUT"] = saved
+        stopped = h.cli("stop")
+        try:
+            poll_for(lambda: not zray_processes(session_dir=h.root), 20, interval=0.1,
+                     what="the cluster's processes to exit after zray stop",
+                     on_timeout=lambda: stopped.stdout + stopped.stderr
+                     + describe(zray_processes(session_dir=h.root)))
+        finally:
+            stop_processes(zray_processes(session_dir=h.root))
+            shutil.rmtree(h.root, ignore_errors=True)
+
+
+def nodes(head: Head) -> list[dict[str, Any]]:
+    out = head.cli("status", "--json")
+    assert out.returncode == 0, out.stderr
+    return list(json.loads(out.stdout)["nodes"])
+
+
+def node(head: Head, name: str) -> dict[str, Any]:
+    return next(n for n in nodes(head) if n["node_name"] == name and n["alive"])
+
+
+class Driver:
+    """A driver program run step by step: it prints a step's name and waits for go(name)."""
+
+    def __init__(self, head: Head, body: str) -> None:
+        self.folder = short_tmpdir("zd-")
+        env = dict(os.environ, ZRAY_SESSION_ROOT=head.root, PYTHONUNBUFFERED="1",
+                   PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p))
+        self.proc = subprocess.Popen([sys.executable, "-c", PRELUDE + textwrap.dedent(body), self.folder],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    def reached(self, name: str, timeout: float = 90.0) -> None:
+        assert self.proc.stdout is not None
+        import selectors
+
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        lines: list[str] = []
+
+        def arrived() -> bool:
+            if sel.select(0.05):
+                line = self.proc.stdout.readline()  # type: ignore[union-attr]
+                lines.append(line)
+                if not line:
+                    raise AssertionError(f"driver ended early:\n{''.join(lines)}{self.proc.stderr.read()}")  # type: ignore[union-attr]
+            return any(line.strip() == name for line in lines)
+
+        poll_for(arrived, timeout, interval=0.01, what=f"the driver to reach {name}")
+
+    def go(self, name: str) -> None:
+        open(os.path.join(self.folder, name), "w").close()
+
+    def finish(self, timeout: float = 120.0) -> dict[str, Any]:
+        out, err = self.proc.communicate(timeout=timeout)
+        shutil.rmtree(self.folder, ignore_errors=True)
+        assert self.proc.returncode == 0, f"driver failed:\n{out}\n{err}"
+        return dict(json.loads(out.strip().splitlines()[-1]))
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def kill_node(head: Head, name: str, sig: int = signal.SIGKILL) -> dict[str, Any]:
+    info = node(head, name)
+    os.kill(info["pid"], sig)
+    return info
+
+
+def wait_declared_dead(head: Head, node_id: str) -> None:
+    poll_for(lambda: any(n["node_id"] == node_id and not n["alive"] for n in nodes(head)), 30,
+             interval=0.2, what=f"node {node_id[:12]} to be declared dead")
+
+
+def test_lost_chain_is_rebuilt_and_running_tasks_rerun(cluster: Head) -> None:
+    driver = Driver(cluster, """
+        a = make.options(scheduling_strategy=ON_N2).remote(2)     # 2 MB each, kept on n2
+        b = plus.options(scheduling_strategy=ON_N2).remote(a, 1)
+        c = plus.options(scheduling_strategy=ON_N2).remote(b, 1)
+        zray.wait([c], fetch_local=False)
+        del a, b                     # only the end of the chain is referenced
+        lost = make.options(scheduling_strategy=ON_N2, max_retries=0).remote(2)
+        zray.wait([lost], fetch_local=False)
+        running = slow.options(scheduling_strategy=ON_N2, max_retries=2).remote(5)
+        step("ready")
+        value = zray.get(c, timeout=90)
+        try:
+            zray.get(lost, timeout=90)
+            lost_error = ""
+        except zray.ObjectLostError as exc:
+            lost_error = str(exc)
+        names = {v: k for k, v in NODES.items()}
+        rerun_on = names.get(zray.get(running, timeout=90), "?")
+        print(json.dumps({"ok": bool((value == 3.0).all()), "size": int(value.size),
+                          "lost_error": lost_error, "rerun_on": rerun_on}))
+    """)
+    try:
+        driver.reached("ready")
+        victim = kill_node(cluster, "n2")
+        wait_declared_dead(cluster, victim["node_id"])
+        driver.go("ready")
+        out = driver.finish()
+    finally:
+        driver.kill()
+    assert out["ok"] and out["size"] == 2 * 1024 * 1024 // 8, out
+    assert "max_retries=0" in out["lost_error"], out
+    assert out["rerun_on"] in ("head", "n3"), out
+
+
+def test_a_frozen_node_is_declared_dead_and_fenced(cluster: Head) -> None:
+    victim = kill_node(cluster, "n3", signal.SIGSTOP)
+    try:
+        wait_declared_dead(cluster, victim["node_id"])
+    finally:
+        os.kill(victim["pid"], signal.SIGCONT)
+    # Awake again, it learns it was declared dead, stops, and its supervisor
+    # starts a raylet that joins as a new node.
+    fresh = poll_for(lambda: next((n for n in nodes(cluster) if n["node_name"] == "n3" and n["alive"]
+                                   and n["node_id"] != victim["node_id"]), None), 60, interval=0.2,
+                     what="n3 to come back as a new node")
+    assert fresh["pid"] != victim["pid"]
+    assert not any(n["node_id"] == victim["node_id"] and n["alive"] for n in nodes(cluster))
