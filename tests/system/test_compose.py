@@ -17,6 +17,7 @@ import pytest
 from tests import netns
 from tests.compose_up import ComposeProject
 from tests.conftest import REPO_ROOT, poll_for
+from zray.common.security import new_token
 
 _unavailable = netns.available()
 pytestmark = [pytest.mark.skipif(_unavailable is not None, reason=f"network namespaces: {_unavailable}"),
@@ -28,7 +29,8 @@ PI_LINE = re.compile(r"pi ~ (\d+\.\d+)")
 
 def test_compose_cluster_runs_the_example_driver() -> None:
     started = time.monotonic()
-    with ComposeProject(COMPOSE) as project:
+    # As `ZRAY_TOKEN=... docker compose up`: every TCP socket speaks CURVE.
+    with ComposeProject(COMPOSE, env={"ZRAY_TOKEN": new_token()}) as project:
         project.up(timeout=90)
         up_seconds = time.monotonic() - started
 

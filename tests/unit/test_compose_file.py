@@ -81,10 +81,12 @@ def test_the_driver_runs_only_on_demand_once_the_cluster_is_healthy() -> None:
     assert '"$ZRAY_GCS_ADDRESS"' in argv[2] and 'exec "$@"' in argv[2]  # $$ unescaped
 
 
-def test_a_token_passes_through_to_every_service() -> None:
-    assert all(s.environment["ZRAY_TOKEN"] == "" for s in compose_file.load(COMPOSE).values())
-    with_token = compose_file.load(COMPOSE, {"ZRAY_TOKEN": "s3cret"})
-    assert all(s.environment["ZRAY_TOKEN"] == "s3cret" for s in with_token.values())
+def test_the_token_and_the_insecure_switch_pass_through_to_every_service() -> None:
+    plain = compose_file.load(COMPOSE).values()
+    assert all(s.environment["ZRAY_TOKEN"] == s.environment["ZRAY_INSECURE"] == "" for s in plain)
+    chosen = compose_file.load(COMPOSE, {"ZRAY_TOKEN": "s3cret", "ZRAY_INSECURE": "1"}).values()
+    assert all(s.environment["ZRAY_TOKEN"] == "s3cret" for s in chosen)
+    assert all(s.environment["ZRAY_INSECURE"] == "1" for s in chosen)
 
 
 def test_interpolation() -> None:

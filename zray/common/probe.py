@@ -11,7 +11,7 @@ import zmq
 from zray.common import wire
 from zray.common.errors import ConnectionFailedError, ProtocolError
 from zray.common.messages.base import Message
-from zray.common.sockets import configure
+from zray.common.sockets import configure, connect, silence_hint
 
 
 def ask(address: str, request: Message, replies: Sequence[type[Message]], timeout: float,
@@ -21,10 +21,11 @@ def ask(address: str, request: Message, replies: Sequence[type[Message]], timeou
     ctx: zmq.Context[Any] = zmq.Context.instance()
     sock = configure(ctx.socket(zmq.DEALER), identity=b"probe-" + os.urandom(6).hex().encode())
     try:
-        sock.connect(address)
+        connect(sock, address)  # tcp://: CURVE with this process's cluster token
         sock.send_multipart(wire.encode(request))
         if not sock.poll(int(timeout * 1000)):
-            raise ConnectionFailedError(f"{what} at {address} did not answer within {timeout:g}s")
+            raise ConnectionFailedError(f"{what} at {address} did not answer within {timeout:g}s; "
+                                        f"{silence_hint(address)}")
         try:
             msg, _ = wire.Protocol(f"probe of {what}", replies).decode(sock.recv_multipart())
         except ProtocolError as exc:
