@@ -63,8 +63,12 @@ def test_compose_cluster_runs_the_example_driver() -> None:
         assert "cluster (auto) up" in run.stdout and "with 6 CPUs" in run.stdout, run.stdout
         # The driver's node has no CPUs: the raylets ran its 216 tasks, pulling
         # the array it put from the driver's store.
-        finished = {name: n["tasks_finished"] for name, n in nodes().items() if name != "driver"}
-        assert sum(finished.values()) >= 216, finished
+        def finished() -> dict[str, int]:  # node records are refreshed once a second
+            return {name: n["tasks_finished"] for name, n in nodes().items() if name != "driver"}
+
+        poll_for(lambda: sum(finished().values()) >= 216, 15, interval=0.5,
+                 what="the raylets' records to count 216 finished tasks",
+                 on_timeout=lambda: str(finished()))
 
         project.mark("driver done")
         timeline = project.timeline()
