@@ -11,118 +11,26 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from tests.conftest import (
-    REPO_ROOT,
-    describe,
-    poll_for,
-    run_driver,
-    short_tmpdir,
-    stop_processes,
-    zray_processes,
-)
+from tests.conftest import REPO_ROOT, poll_for
+from tests.system.clusters import PRELUDE, Head, free_port_pair, started_cluster  # noqa: F401  (shared)
 
 pytestmark = pytest.mark.timeout(120)
-
-# Defines the actor class every driver uses (by value, in the driver's __main__).
-PRELUDE = textwrap.dedent("""
-    import json, os, sys
-    import zray
-
-    @zray.remote
-    class Counter:
-        def __init__(self, start=0):
-            self.value = start
-
-        def incr(self):
-            self.value += 1
-            return self.value
-""")
-
-
-@dataclass
-class Head:
-    root: str
-    address: str
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {"ZRAY_SESSION_ROOT": self.root}
-
-    def token(self) -> str:
-        """The cluster token `zray start` keeps under this root."""
-        from zray.common.security import TOKEN_FILE_NAME, read_token_file
-
-        token = read_token_file(os.path.join(self.root, TOKEN_FILE_NAME))
-        assert token is not None, f"no token file under {self.root}"
-        return token
-
-    def cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        env = dict(os.environ, **self.env)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
-        return subprocess.run([sys.executable, "-c", "from zray.cli import main; main()", *args],
-                              capture_output=True, text=True, timeout=timeout, env=env)
-
-    def driver(self, body: str, timeout: float = 90.0) -> subprocess.CompletedProcess[str]:
-        result = run_driver(PRELUDE + textwrap.dedent(body), timeout=timeout, env=self.env)
-        assert result.returncode == 0, f"driver failed:\n{result.stdout}\n{result.stderr}"
-        return result
-
-    def actors(self) -> dict[str, dict[str, Any]]:
-        """`zray status --json` actors by name (unnamed ones by actor id)."""
-        out = self.cli("status", "--json")
-        assert out.returncode == 0, out.stderr
-        return {a["name"] or a["actor_id"]: a for a in json.loads(out.stdout)["actors"]}
-
-
-def free_port_pair() -> int:
-    """A port p such that p and p + 1 are free (the GCS binds both)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port >= 65535:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return int(port)
-    raise AssertionError("no two consecutive free ports")
 
 
 @pytest.fixture(scope="module")
 def head() -> Iterator[Head]:
     """`zray start --head` with two CPUs; `zray stop` after the module, then no
     process of its session may be left."""
-    port = free_port_pair()
-    h = Head(root=short_tmpdir("zs-"), address=f"127.0.0.1:{port}")
-    try:
-        started = h.cli("start", "--head", "--port", str(port), "--num-cpus", "2")
-        assert started.returncode == 0, f"zray start failed:\n{started.stdout}\n{started.stderr}"
+    with started_cluster("zs-", ["--num-cpus", "2"]) as h:
         yield h
-    finally:
-        stopped = h.cli("stop")
-        try:
-            poll_for(lambda: not zray_processes(session_dir=h.root), 15, interval=0.1,
-                     what="the cluster's processes to exit after zray stop",
-                     on_timeout=lambda: f"zray stop said:\n{stopped.stdout}{stopped.stderr}\n"
-                                        + describe(zray_processes(session_dir=h.root)))
-        finally:
-            stop_processes(zray_processes(session_dir=h.root))
-            shutil.rmtree(h.root, ignore_errors=True)
 
 
 def test_detached_actor_outlives_its_driver_and_the_others_die(head: Head) -> None:

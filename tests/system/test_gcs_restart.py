@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,14 +18,11 @@ import pytest
 
 from tests.conftest import (
     REPO_ROOT,
-    describe,
     poll_for,
     short_tmpdir,
     stop_popen,
-    stop_processes,
-    zray_processes,
 )
-from tests.system.test_actors_cli import Head
+from tests.system.clusters import Head, started_cluster
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -60,43 +56,10 @@ WORKLOAD = textwrap.dedent("""
 """)
 
 
-def free_ports(count: int) -> int:
-    """A port p such that p .. p + count - 1 are free."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + count > 65535:
-            continue
-        try:
-            for p in range(base, base + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-    raise AssertionError(f"no {count} consecutive free ports")
-
-
 @pytest.fixture
 def head() -> Iterator[Head]:
-    port = free_ports(2 * SHARDS)
-    h = Head(root=short_tmpdir("zr-"), address=f"127.0.0.1:{port}")
-    try:
-        started = h.cli("start", "--head", "--port", str(port), "--num-cpus", "2",
-                        "--gcs-shards", str(SHARDS))
-        assert started.returncode == 0, f"zray start failed:\n{started.stdout}\n{started.stderr}"
+    with started_cluster("zr-", ["--num-cpus", "2", "--gcs-shards", str(SHARDS)], shards=SHARDS) as h:
         yield h
-    finally:
-        stopped = h.cli("stop")
-        try:
-            poll_for(lambda: not zray_processes(session_dir=h.root), 20, interval=0.1,
-                     what="the cluster's processes to exit after zray stop",
-                     on_timeout=lambda: f"zray stop said:\n{stopped.stdout}{stopped.stderr}\n"
-                                        + describe(zray_processes(session_dir=h.root)))
-        finally:
-            stop_processes(zray_processes(session_dir=h.root))
-            shutil.rmtree(h.root, ignore_errors=True)
 
 
 def services(head: Head) -> dict[str, dict[str, Any]]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,15 +17,9 @@ import pytest
 
 from tests.conftest import (
     REPO_ROOT,
-    describe,
-    poll_for,
-    short_tmpdir,
     stop_popen,
-    stop_processes,
-    zray_processes,
 )
-from tests.system.test_actors_cli import Head
-from tests.system.test_gcs_restart import free_ports
+from tests.system.clusters import Head, started_cluster
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -57,26 +50,11 @@ def total(a):
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Head]:
     """A head ("head") and two nodes ("n2", "n3" with a custom resource), one CPU each."""
-    port = free_ports(2)
-    h = Head(root=short_tmpdir("zm-"), address=f"127.0.0.1:{port}")
-    try:
-        out = h.cli("start", "--head", "--port", str(port), "--num-cpus", "1", "--node-name", "head",
-                    "--no-dashboard")
-        assert out.returncode == 0, out.stdout + out.stderr
-        for name, extra in (("n2", []), ("n3", ["--resources", '{"special": 1}'])):
-            out = h.cli("start", "--address", h.address, "--num-cpus", "1", "--node-name", name, *extra)
-            assert out.returncode == 0, out.stdout + out.stderr
+    with started_cluster("zm-", ["--num-cpus", "1", "--node-name", "head", "--no-dashboard"],
+                         nodes=[["--num-cpus", "1", "--node-name", "n2"],
+                                ["--num-cpus", "1", "--node-name", "n3",
+                                 "--resources", '{"special": 1}']]) as h:
         yield h
-    finally:
-        stopped = h.cli("stop")
-        try:
-            poll_for(lambda: not zray_processes(session_dir=h.root), 20, interval=0.1,
-                     what="the cluster's processes to exit after zray stop",
-                     on_timeout=lambda: stopped.stdout + stopped.stderr
-                     + describe(zray_processes(session_dir=h.root)))
-        finally:
-            stop_processes(zray_processes(session_dir=h.root))
-            shutil.rmtree(h.root, ignore_errors=True)
 
 
 def run(head: Head, body: str) -> dict:  # type: ignore[type-arg]
@@ -166,3 +144,21 @@ def test_work_continues_when_a_global_scheduler_dies(cluster: Head) -> None:
         assert len(out) >= 2, "spilled tasks still reach other nodes"
     finally:
         stop_popen(second)
+
+
+def test_a_task_no_node_can_run_waits_and_status_says_so(cluster: Head) -> None:
+    out = run(cluster, """
+        import subprocess
+        ref = where.options(resources={"nowhere": 1}).remote()
+        deadline = time.time() + 60
+        text = ""
+        while time.time() < deadline and "nowhere" not in text:
+            time.sleep(0.3)
+            text = subprocess.run([sys.executable, "-c", "from zray.cli import main; main()", "status"],
+                                  capture_output=True, text=True).stdout
+        ready, _ = zray.wait([ref], timeout=0.5)
+        zray.cancel(ref)
+        print(json.dumps({"status": text, "ready": len(ready)}))
+    """)
+    assert out["ready"] == 0
+    assert "waiting" in out["status"] and "'nowhere': 1.0" in out["status"], out["status"]

@@ -18,9 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO_ROOT, describe, poll_for, short_tmpdir, stop_processes, zray_processes
-from tests.system.test_actors_cli import Head
-from tests.system.test_gcs_restart import free_ports
+from tests.conftest import REPO_ROOT, poll_for, short_tmpdir
+from tests.system.clusters import Head, started_cluster
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -57,32 +56,11 @@ PRELUDE = textwrap.dedent("""
 
 @pytest.fixture
 def cluster() -> Iterator[Head]:
-    port = free_ports(2)
-    h = Head(root=short_tmpdir("zf-"), address=f"127.0.0.1:{port}")
-    saved = os.environ.get("ZRAY_SCHED_NODE_TIMEOUT")
-    os.environ["ZRAY_SCHED_NODE_TIMEOUT"] = "1.0"  # declared dead after ~1 s of silence
-    try:
-        out = h.cli("start", "--head", "--port", str(port), "--num-cpus", "1", "--node-name", "head",
-                    "--no-dashboard")
-        assert out.returncode == 0, out.stdout + out.stderr
-        for name in ("n2", "n3"):
-            out = h.cli("start", "--address", h.address, "--num-cpus", "1", "--node-name", name)
-            assert out.returncode == 0, out.stdout + out.stderr
+    # Declared dead after ~1 s of silence.
+    with started_cluster("zf-", ["--num-cpus", "1", "--node-name", "head", "--no-dashboard"],
+                         nodes=[["--num-cpus", "1", "--node-name", name] for name in ("n2", "n3")],
+                         env={"ZRAY_SCHED_NODE_TIMEOUT": "1.0"}) as h:
         yield h
-    finally:
-        if saved is None:
-            os.environ.pop("ZRAY_SCHED_NODE_TIMEOUT", None)
-        else:
-            os.environ["ZRAY_SCHED_NODE_TIMEOUT"] = saved
-        stopped = h.cli("stop")
-        try:
-            poll_for(lambda: not zray_processes(session_dir=h.root), 20, interval=0.1,
-                     what="the cluster's processes to exit after zray stop",
-                     on_timeout=lambda: stopped.stdout + stopped.stderr
-                     + describe(zray_processes(session_dir=h.root)))
-        finally:
-            stop_processes(zray_processes(session_dir=h.root))
-            shutil.rmtree(h.root, ignore_errors=True)
 
 
 def nodes(head: Head) -> list[dict[str, Any]]:

@@ -57,6 +57,8 @@ def format_node(node: NodeInfo, now: float) -> list[str]:
         f"{node.tasks_finished} finished, {node.tasks_failed} failed",
         f"  workers       {node.workers}",
     ]
+    if node.tasks_waiting:
+        lines.append(f"  waiting       for resources no live node has now: {', '.join(node.tasks_waiting)}")
     return lines
 
 

@@ -48,6 +48,8 @@ class NodeInfo(Record):
     tasks_finished: int = 0
     tasks_failed: int = 0
     workers: int = 0
+    # Tasks waiting for a placement, by resource shape ("2 x {'GPU': 1.0}").
+    tasks_waiting: list[str] = []
 
 
 class JobInfo(Record):

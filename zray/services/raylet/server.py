@@ -1052,7 +1052,14 @@ class Raylet(Service):
             tasks_queued=len(self.queue) + sum(1 for t in self.tasks.values() if t.missing),
             tasks_running=sum(1 for w in self.pool.workers.values() if w.task is not None),
             tasks_finished=self.counters["finished"], tasks_failed=self.counters["failed"],
-            workers=len(self.pool.workers))
+            workers=len(self.pool.workers), tasks_waiting=self._waiting_shapes())
+
+    def _waiting_shapes(self) -> list[str]:
+        shapes: dict[str, int] = {}
+        for task in self.infeasible.values():
+            shape = str(dict(sorted(task.resources.items())))
+            shapes[shape] = shapes.get(shape, 0) + 1
+        return [f"{count} x {shape}" for shape, count in sorted(shapes.items())]
 
     def publish_node(self) -> None:
         self.gcs.write(NODES, self.node_id, self.node_info().model_dump_json().encode())
