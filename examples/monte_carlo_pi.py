@@ -1,6 +1,8 @@
-"""Estimate pi by Monte-Carlo sampling on an embedded zray cluster.
+"""Estimate pi by Monte-Carlo sampling on a zray cluster.
 
 Run:  python examples/monte_carlo_pi.py
+      (an embedded cluster; with ZRAY_ADDRESS=auto or host:port set, the
+      cluster it names, e.g. `docker compose run --rm driver python examples/monte_carlo_pi.py`)
 
 Part 1 fans out many small tasks, each drawing its own random points.
 Part 2 puts one numpy array of points into the shared-memory object store
@@ -11,6 +13,7 @@ without copying it.
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import numpy as np
@@ -45,9 +48,10 @@ def report(label: str, inside: int, total: int, seconds: float) -> None:
 
 def main() -> None:
     started = time.perf_counter()
-    zray.init()
+    zray.init()  # embedded, or the cluster named by ZRAY_ADDRESS
     cpus = zray.cluster_resources().get("CPU", 0)
-    print(f"embedded cluster up in {time.perf_counter() - started:.2f}s with {cpus:g} CPUs")
+    where = os.environ.get("ZRAY_ADDRESS") or "embedded"
+    print(f"cluster ({where}) up in {time.perf_counter() - started:.2f}s with {cpus:g} CPUs")
 
     t = time.perf_counter()
     refs = [sample_and_count.remote(seed, SAMPLES_PER_TASK) for seed in range(NUM_TASKS)]

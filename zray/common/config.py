@@ -70,6 +70,8 @@ class GcsSettings(Settings):
 class SchedSettings(Settings):
     gcs_address: str
     address: str = "tcp://127.0.0.1:0"
+    # How raylets reach this replica when it binds a wildcard address.
+    advertise_host: str = ""
     sched_id: str = ""
     # A node silent this long is declared dead (in the GCS, for every subscriber).
     node_timeout: float = 3.0

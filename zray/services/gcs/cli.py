@@ -54,7 +54,8 @@ def check(
     address: Annotated[str, typer.Argument(help="GCS address, host:port or ipc://path.")],
     timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer.")] = 2.0,
 ) -> None:
-    """Exit 0 if shard 0 and every shard of its map answer a ping, 1 otherwise."""
+    """Exit 0 if the shard at ADDRESS answers a ping (shard 0: and every shard of
+    its map), 1 otherwise."""
     from zray.common.errors import ZrayError
     from zray.services.gcs.client import GcsClient
 
@@ -65,7 +66,8 @@ def check(
         sys.exit(1)
     try:
         pongs = [client.ping()]
-        pongs += [client.ping(shard=i) for i in range(1, client.num_shards)]
+        if pongs[0].shard_index == 0:  # only shard 0 serves the shard map
+            pongs += [client.ping(shard=i) for i in range(1, client.num_shards)]
     except ZrayError as exc:
         typer.echo(f"unhealthy: {exc}", err=True)
         sys.exit(1)

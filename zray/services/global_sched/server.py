@@ -52,6 +52,8 @@ class GlobalScheduler(Service):
     def setup(self) -> None:
         self.router = self.socket(zmq.ROUTER)
         self.address = bind(self.router, self.settings.address)
+        if self.settings.advertise_host and self.address.startswith("tcp://"):
+            self.address = f"tcp://{self.settings.advertise_host}:{self.address.rsplit(':', 1)[1]}"
         self.add_reader(self.router, wire.Protocol("global-sched", SCHED_REQUESTS), {
             NodeHeartbeat: self.on_heartbeat,
             PlaceTask: self.on_place,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -30,7 +31,7 @@ def start(
     store_dir: Annotated[str, typer.Option(envvar="ZRAY_STORE_DIR", help="Folder of the shared-memory store (default under /dev/shm).")] = "",
     local_address: Annotated[str, typer.Option(envvar="ZRAY_LOCAL_ADDRESS", help="ipc:// address for this node's drivers and workers.")] = "",
     node_name: Annotated[str, typer.Option(envvar="ZRAY_NODE_NAME", help="Name shown in status (default: host name).")] = "",
-    node_address: Annotated[str, typer.Option(envvar="ZRAY_NODE_ADDRESS", help="tcp://host:port other raylets reach this one on, for forwarded tasks and object transfer (port 0: any free port). Empty: a single-node cluster.")] = "",
+    node_address: Annotated[str, typer.Option(envvar="ZRAY_NODE_ADDRESS", help="tcp://host:port other raylets reach this one on, for forwarded tasks and object transfer (port 0: any free port; host 0.0.0.0: this host's address on the route to the GCS, e.g. in a container). Empty: a single-node cluster.")] = "",
     metrics_port: Annotated[Optional[int], typer.Option(envvar="ZRAY_METRICS_PORT", help="Serve Prometheus metrics on this HTTP port (0: any free port; default: off).")] = None,
     log_level: Annotated[str, typer.Option(envvar="ZRAY_LOG_LEVEL")] = "INFO",
 ) -> None:
@@ -50,7 +51,42 @@ def start(
         resources=custom, object_store_memory=object_store_memory, session_dir=session_dir,
         spill_dir=spill_dir, store_full_timeout=store_full_timeout,
         store_dir=store_dir, local_address=local_address, node_name=node_name,
-        address=normalize(node_address) if node_address else "",
+        address=reachable(normalize(node_address), gcs_address) if node_address else "",
         log_level=log_level, metrics_port=metrics_port)
     configure_logging("raylet", settings.log_level)
     Raylet(settings).run()
+
+
+def reachable(node_address: str, gcs_address: str) -> str:
+    """A wildcard host becomes this host's address on the route to the GCS, the
+    one other raylets reach it by (a container knows its name, not its address)."""
+    from zray.common.sockets import local_ip_towards, normalize
+
+    if not node_address.startswith(("tcp://0.0.0.0:", "tcp://*:")):
+        return node_address
+    gcs = normalize(gcs_address)
+    host = gcs.removeprefix("tcp://").rsplit(":", 1)[0] if gcs.startswith("tcp://") else "127.0.0.1"
+    return f"tcp://{local_ip_towards(host)}:{node_address.rsplit(':', 1)[1]}"
+
+
+@app.command()
+def check(
+    address: Annotated[str, typer.Argument(envvar="ZRAY_LOCAL_ADDRESS", help="The raylet's local ipc:// address (default: $ZRAY_LOCAL_ADDRESS).")],
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer.")] = 2.0,
+) -> None:
+    """Exit 0 if the raylet at ADDRESS answers, 1 otherwise."""
+    from zray.common.errors import ZrayError
+    from zray.common.messages.raylet import RAYLET_TO_CLIENT, NodeStatsReply, NodeStatsRequest
+    from zray.common.probe import ask
+
+    try:
+        reply = ask(address, NodeStatsRequest(req_id=1), RAYLET_TO_CLIENT, timeout, "raylet")
+    except ZrayError as exc:
+        typer.echo(f"unhealthy: {exc}", err=True)
+        sys.exit(1)
+    if not isinstance(reply, NodeStatsReply):
+        typer.echo(f"unhealthy: raylet at {address} answered {reply.kind}", err=True)
+        sys.exit(1)
+    stats = reply.stats
+    typer.echo(f"ok: raylet of node {stats.get('node_name')} ({str(stats.get('node_id'))[:12]}), "
+               f"{stats.get('workers')} worker(s)")
