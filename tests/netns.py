@@ -134,7 +134,13 @@ class Segment:
             steps += _mount_target(target, covered)
             steps.append(f"mount --bind {shlex.quote(str(source))} {shlex.quote(target)}")
         steps.append(f"mount --bind {shlex.quote(str(host.shm))} /dev/shm")
-        steps.append(f"mount --bind {shlex.quote(str(host.tmp))} /tmp")  # last: sources may be in /tmp
+        if cwd.startswith("/tmp/"):
+            # The working folder (e.g. a checkout under /tmp) stays visible under the
+            # private /tmp: bound into it first, carried along by the recursive bind.
+            inner = host.tmp / cwd[len("/tmp/"):]
+            steps.append(f"mkdir -p {shlex.quote(str(inner))}")
+            steps.append(f"mount --bind {shlex.quote(cwd)} {shlex.quote(str(inner))}")
+        steps.append(f"mount --rbind {shlex.quote(str(host.tmp))} /tmp")  # last: sources may be in /tmp
         steps.append(f"cd {shlex.quote(cwd)}")
         script = " && ".join(steps) + ' && exec "$@"'
         return ["ip", "netns", "exec", host.netns, "unshare", "--mount", "--uts", "--propagation",
