@@ -86,6 +86,8 @@ class NodeLinks:
         self._socks: dict[str, zmq.Socket[Any]] = {}
         self._pulls: dict[str, _Pull] = {}
         self._frees: dict[str, list[str]] = {}
+        # For the metrics exporter: transfers and forwarded tasks so far.
+        self.stats = dict.fromkeys(("pulls", "pulled_bytes", "served_bytes", "forwarded", "received"), 0)
         raylet.every(1.0, self._expire_pulls)
 
     # peers ----------------------------------------------------------------
@@ -161,6 +163,7 @@ class NodeLinks:
                                       is_error=obj.is_error))
                 frames.append(obj.data)
         task.forwarded_to = node_id
+        self.stats["forwarded"] += 1
         self.r.send(self._sock(info.address), [],
                     ForwardTasks(tasks=[ForwardedTask(spec=task.spec, args=args)],
                                  buf_counts=[len(frames)]), frames)
@@ -224,6 +227,7 @@ class NodeLinks:
             raise ValueError(f"{len(msg.tasks)} tasks but {len(msg.buf_counts)} buf_counts")
         for fwd, frames in zip(msg.tasks, split_frames(bufs, msg.buf_counts), strict=True):
             spec = fwd.spec.model_copy(update={"origin_node": origin.decode()})
+            self.stats["received"] += 1
             for arg in fwd.args:
                 obj = self.r.objects.entry(arg.object_id)
                 if obj.ready:
@@ -312,6 +316,7 @@ class NodeLinks:
                 self.r.send(self.router, route, ObjectChunk(object_id=oid, size=size, offset=offset,
                                                             is_error=obj.is_error), [chunk])
                 offset += len(chunk)
+                self.stats["served_bytes"] += len(chunk)
                 if offset >= size or not chunk:
                     break
 
@@ -336,6 +341,8 @@ class NodeLinks:
             os.close(pull.fd)
             pull.fd = -1
             self.r.seal_copy(msg.object_id, pull.size, None, True, pull.is_error)
+            self.stats["pulls"] += 1
+            self.stats["pulled_bytes"] += pull.size
             self._finish(pull, None)
 
     def on_missing(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:

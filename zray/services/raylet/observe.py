@@ -128,10 +128,19 @@ class RayletObserver:
             "zray_object_store_used_bytes": ("Object store bytes in use", r.store.used),
             "zray_object_store_capacity_bytes": ("Object store capacity", r.store.capacity),
             "zray_objects": ("Objects known to this raylet", len(r.objects)),
+            "zray_object_store_spilled_bytes": ("Bytes of objects spilled to disk", r.memory.spill.used),
+            "zray_object_store_spilled_objects": ("Objects spilled to disk", len(r.memory.spill)),
             "zray_gcs_outstanding_requests": ("GCS requests awaiting a reply", r.gcs.outstanding),
         }
         for name, (doc, value) in gauges.items():
             yield (name, "gauge", doc, [(node, float(value))])
+        if r.links is not None:
+            for key, doc in (("pulls", "Objects pulled from other nodes"),
+                             ("pulled_bytes", "Bytes pulled from other nodes"),
+                             ("served_bytes", "Bytes sent to other nodes' pulls"),
+                             ("forwarded", "Tasks forwarded to other nodes"),
+                             ("received", "Tasks other nodes forwarded here")):
+                yield (f"zray_transfer_{key}", "counter", doc, [(node, float(r.links.stats[key]))])
         by_state: dict[str, float] = {s: 0.0 for s in ("IDLE", "BUSY", "BLOCKED", "STARTING")}
         for w in workers:
             by_state[w["state"]] += 1
