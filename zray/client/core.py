@@ -466,6 +466,10 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
         return ref
 
     def kill_actor(self, actor_id: str, no_restart: bool) -> None:
+        # Calls after the kill go through the raylet, which sees the kill first
+        # (one ordered channel): never straight to a worker that is about to die.
+        with self.lock:
+            self.actor_routes.pop(actor_id, None)
         self.send(KillActor(actor_id=actor_id, no_restart=no_restart))
 
     def cancel(self, ref: ObjectRef, force: bool) -> None:
