@@ -237,17 +237,10 @@ def status(
     """Nodes of a cluster: liveness, resources, object store, tasks and workers."""
     from zray.cli.status_view import format_services, format_status, status_dict
     from zray.common.messages.tables import ACTORS, NODES, ActorInfo, NodeInfo
-    from zray.common.sockets import normalize
     from zray.services.gcs.client import GcsClient
 
     record = rec.read_record()
-    if address:
-        gcs_address = normalize(address)
-    elif record is not None:
-        gcs_address = record.gcs_address
-    else:
-        _fail("no zray cluster is running on this host (start one with `zray start --head`), "
-              "and no --address was given")
+    gcs_address = _gcs_address(address, record)
     gcs = GcsClient(gcs_address, timeout=3.0)
     try:
         nodes = [NodeInfo.model_validate_json(v) for _, v in gcs.scan(NODES)]
@@ -304,19 +297,24 @@ def memory(
         typer.echo("\n".join(lines) or "no node of this cluster runs on this host")
 
 
+def _gcs_address(address: str | None, record: rec.ClusterRecord | None) -> str:
+    """The GCS to ask: --address, else the cluster `zray start` runs here."""
+    from zray.common.sockets import normalize
+
+    if address:
+        return normalize(address)
+    if record is not None:
+        return record.gcs_address
+    _fail("no zray cluster is running on this host (start one with `zray start --head`), "
+          "and no --address was given")
+
+
 def _nodes(address: str | None) -> list[Any]:
     from zray.common.messages.tables import NODES, NodeInfo
-    from zray.common.sockets import normalize
     from zray.services.gcs.client import GcsClient
 
     record = rec.read_record()
-    if address:
-        gcs_address = normalize(address)
-    elif record is not None:
-        gcs_address = record.gcs_address
-    else:
-        _fail("no zray cluster is running on this host (start one with `zray start --head`), "
-              "and no --address was given")
+    gcs_address = _gcs_address(address, record)
     gcs = GcsClient(gcs_address, timeout=3.0)
     try:
         return [NodeInfo.model_validate_json(v) for _, v in gcs.scan(NODES)]

@@ -31,7 +31,7 @@ from zray.client.local_cluster import (
     store_dir_for,
 )
 from zray.common.errors import ZrayError
-from zray.common.messages.tables import KV, NODES, NodeInfo
+from zray.common.messages.tables import KV, NODES, SCHEDULERS_PREFIX, NodeInfo
 from zray.common.sockets import host_ip, local_ip_towards
 from zray.services.gcs.client import GcsClient
 from zray.services.gcs.sharding import shard_address
@@ -44,7 +44,6 @@ from zray.services.supervisor.state import (
     write_json_atomic,
 )
 
-SCHEDULERS_PREFIX = "scheduler:"  # zray.services.global_sched.server.SCHEDULERS_KEY_PREFIX
 POLL_INTERVAL = 0.1
 WILDCARDS = ("0.0.0.0",)
 

@@ -12,6 +12,9 @@ JOBS = "jobs"
 ACTORS = "actors"
 KV = "kv"
 COUNTERS = "counters"
+# kv keys: a global scheduler's registration, and the death mark of a node.
+SCHEDULERS_PREFIX = "scheduler:"
+NODE_DEAD_PREFIX = "node_dead:"
 USER_KV = "user_kv"  # zray.kv: keys are the hex of the user's key bytes
 # Observability: batches of task state records per raylet (key node_id:seq),
 # and each raylet's worker list (key node_id). See zray/services/raylet/task_events.py.

@@ -22,7 +22,7 @@ from zray.common.messages.sched import (
     SchedPong,
     TaskPlaced,
 )
-from zray.common.messages.tables import KV, NODES, NodeInfo
+from zray.common.messages.tables import KV, NODE_DEAD_PREFIX, NODES, SCHEDULERS_PREFIX, NodeInfo
 from zray.common.service import Service
 from zray.common.sockets import bind
 from zray.services.gcs.client import ServiceGcs
@@ -30,10 +30,6 @@ from zray.services.gcs.subscriber import ServiceSubscriber
 from zray.services.global_sched.policy import NodeLoad, place, place_spread
 
 log = logging.getLogger(__name__)
-
-SCHEDULERS_KEY_PREFIX = "scheduler:"
-# Written to the GCS kv table when a node is declared dead; raylets follow it.
-NODE_DEAD_PREFIX = "node_dead:"
 
 
 class GlobalScheduler(Service):
@@ -72,7 +68,7 @@ class GlobalScheduler(Service):
     def _register(self) -> None:
         # A kv entry so raylets discover the replicas; refreshed as a liveness hint.
         value = f'{{"address": "{self.address}", "time": {time.time()}, "pid": {os.getpid()}}}'
-        self.gcs.write("kv", SCHEDULERS_KEY_PREFIX + self.sched_id, value.encode())
+        self.gcs.write("kv", SCHEDULERS_PREFIX + self.sched_id, value.encode())
 
     def on_heartbeat(self, routing: list[bytes], msg: Message, buffers: list[Any]) -> None:
         assert isinstance(msg, NodeHeartbeat)
@@ -152,5 +148,5 @@ class GlobalScheduler(Service):
         self.send(self.router, routing, SchedPong(req_id=msg.req_id, nodes=len(self.nodes)))
 
     def on_close(self) -> None:
-        self.gcs.write("kv", SCHEDULERS_KEY_PREFIX + self.sched_id, None)
+        self.gcs.write("kv", SCHEDULERS_PREFIX + self.sched_id, None)
         self.gcs.flush()

@@ -19,7 +19,7 @@ import zmq
 from zray.common import wire
 from zray.common.messages.base import Message
 from zray.common.messages.sched import SCHED_REPLIES, NodeHeartbeat, PlaceTask, TaskPlaced
-from zray.common.messages.tables import KV
+from zray.common.messages.tables import KV, NODE_DEAD_PREFIX, SCHEDULERS_PREFIX
 from zray.common.sockets import connect
 
 if TYPE_CHECKING:
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEDULERS_PREFIX = "scheduler:"
-NODE_DEAD_PREFIX = "node_dead:"  # zray.services.global_sched.server.NODE_DEAD_PREFIX
 # A replica refreshes its entry every 2 s; silent this long, it is taken for dead.
 SCHEDULER_STALE = 6.0
 

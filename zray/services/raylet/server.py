@@ -288,8 +288,6 @@ class Raylet(Service):
                                [arg.ref for arg in spec.args if arg.ref is not None])
 
     def _enqueue(self, task: Task, front: bool = False) -> None:
-        if self._wait_for_args(task):
-            return
         feasible = self.queue.feasible(task.resources)
         where = self._placement(task, feasible)
         if where is Where.FORWARD:
@@ -575,6 +573,8 @@ class Raylet(Service):
         task.retries_left -= 1
         self.counters["retried"] += 1
         task.spec = task.spec.model_copy(update={"attempt": task.spec.attempt + 1})
+        if self._wait_for_args(task):  # an input lost with a dead node is being rebuilt
+            return
         log.info("%s: task %s (%s) %s; retrying (%d retries left)", self.name,
                  task.spec.task_id[:12], task.spec.function_name, why, task.retries_left)
         self._enqueue(task, front=True)
@@ -1078,7 +1078,8 @@ class Raylet(Service):
         """The node a task was forwarded to could not fetch its arguments."""
         log.info("%s: task %s came back unrun (arguments %s not fetched there); rescheduling",
                  self.name, task.spec.task_id[:12], ", ".join(o[:16] for o in lost))
-        self._enqueue(task)
+        if not self._wait_for_args(task):
+            self._enqueue(task)
 
     # spill-over --------------------------------------------------------------
     def on_placed(self, msg: TaskPlaced) -> None:
