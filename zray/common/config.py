@@ -94,5 +94,7 @@ class RayletSettings(Settings):
     store_full_timeout: float = 10.0
     inline_limit: int = INLINE_LIMIT
     heartbeat_interval: float = 0.5
+    # Task state events kept in the GCS per node (the history `zray list tasks` shows).
+    task_events_max: int = 80_000
     max_workers_per_cpu: int = 32
     prestart_workers: bool = True

@@ -131,7 +131,7 @@ class Raylet(Service):
         self.durations = pipelining.Durations()
         self.counters = {"finished": 0, "failed": 0, "retried": 0, "submitted": 0}
         self.started = time.time()
-        self.events = TaskEvents(self.node_id)
+        self.events = TaskEvents(self.node_id, settings.task_events_max)
         self.observer = RayletObserver(self)
 
     # set-up --------------------------------------------------------------
