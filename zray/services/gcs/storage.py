@@ -4,6 +4,12 @@ Every change gets two numbers, stored in the same transaction as the writes
 they number, so a restarted shard resumes both: the shard's sequence (all
 tables) and its table's sequence. Subscribers follow single tables, so they
 detect gaps with the table sequence.
+
+No value is stored on LMDB overflow pages. A value too big for a B-tree page
+would need a run of contiguous free pages each time it is written, and the
+churn of small rows (task specs put and deleted) fragments the free list, so
+the file would grow without bound. Big values are split into page-sized parts
+in a separate database instead; every page is then reusable.
 """
 
 from __future__ import annotations
@@ -21,7 +27,16 @@ _META = b"__meta__"
 _SEQ_KEY = b"seq"
 _TABLE_SEQ_PREFIX = b"seq:"
 _U64 = struct.Struct(">Q")
+_PART_INDEX = struct.Struct(">I")
+_PARTS = b"__parts__"
 MAX_TABLES = 64
+# A value is stored inline after one tag byte, or as a list of parts.
+_INLINE = b"\x00"
+_SPLIT = b"\x01"
+# Key + value bytes of a node such that two nodes fill a 4 KiB page (LMDB puts
+# a value of more than 2,038 bytes with its key and 8-byte header on overflow
+# pages).
+NODE_ROOM = 2_020
 
 
 @dataclass(frozen=True)
@@ -43,6 +58,7 @@ class ShardStorage:
                              sync=fsync, metasync=fsync, readahead=False)
         self._dbs = {name: self.env.open_db(name.encode()) for name in TABLES}
         self._meta = self.env.open_db(_META)
+        self._parts = self.env.open_db(_PARTS)
         self.table_seqs = dict.fromkeys(TABLES, 0)
         with self.env.begin(db=self._meta) as txn:
             raw = txn.get(_SEQ_KEY)
@@ -70,6 +86,48 @@ class ShardStorage:
         except KeyError:
             raise KeyError(f"unknown GCS table {table!r}; tables: {', '.join(TABLES)}") from None
 
+    def _get(self, txn: lmdb.Transaction, table: str, key: bytes) -> bytes | None:
+        raw = txn.get(key, db=self.db(table))
+        return None if raw is None else self._value(txn, table, key, raw)
+
+    def _value(self, txn: lmdb.Transaction, table: str, key: bytes, raw: bytes) -> bytes:
+        if raw[:1] == _INLINE:
+            return raw[1:]
+        count = _PART_INDEX.unpack(raw[1:5])[0]
+        prefix = _part_prefix(table, key)
+        return b"".join(txn.get(prefix + _PART_INDEX.pack(i), db=self._parts)
+                        for i in range(count))
+
+    def _put(self, txn: lmdb.Transaction, table: str, key: bytes, value: bytes) -> None:
+        db = self.db(table)
+        old = txn.get(key, db=db)
+        if old is not None and old[:1] == _SPLIT:
+            self._drop_parts(txn, table, key, old)
+        if len(key) + len(value) < NODE_ROOM:  # the tag byte fits in the slack
+            txn.put(key, _INLINE + value, db=db)
+            return
+        prefix = _part_prefix(table, key)
+        size = NODE_ROOM - len(prefix) - _PART_INDEX.size
+        count = 0
+        for count, start in enumerate(range(0, len(value), size), 1):
+            txn.put(prefix + _PART_INDEX.pack(count - 1), value[start:start + size],
+                    db=self._parts)
+        txn.put(key, _SPLIT + _PART_INDEX.pack(count), db=db)
+
+    def _delete(self, txn: lmdb.Transaction, table: str, key: bytes) -> bool:
+        db = self.db(table)
+        old = txn.get(key, db=db)
+        if old is None:
+            return False
+        if old[:1] == _SPLIT:
+            self._drop_parts(txn, table, key, old)
+        return bool(txn.delete(key, db=db))
+
+    def _drop_parts(self, txn: lmdb.Transaction, table: str, key: bytes, raw: bytes) -> None:
+        prefix = _part_prefix(table, key)
+        for i in range(_PART_INDEX.unpack(raw[1:5])[0]):
+            txn.delete(prefix + _PART_INDEX.pack(i), db=self._parts)
+
     def write(self, ops: Iterable[tuple[str, bytes, bytes | None]]) -> list[Change]:
         """Apply (table, key, value-or-None) ops in one transaction."""
         changes: list[Change] = []
@@ -78,12 +136,11 @@ class ShardStorage:
         try:
             with self.env.begin(write=True) as txn:
                 for table, key, value in ops:
-                    db = self.db(table)
                     if value is None:
-                        if not txn.delete(key, db=db):
+                        if not self._delete(txn, table, key):
                             continue
                     else:
-                        txn.put(key, value, db=db)
+                        self._put(txn, table, key, value)
                     seq, table_seq = self._next(table, touched)
                     changes.append(Change(table, key, value, seq, table_seq))
                 self._store_seqs(txn, touched)
@@ -93,26 +150,25 @@ class ShardStorage:
         return changes
 
     def increment(self, key: bytes) -> int:
-        db = self.db("counters")
-        with self.env.begin(write=True, db=db) as txn:
-            raw = txn.get(key)
+        with self.env.begin(write=True) as txn:
+            raw = self._get(txn, "counters", key)
             value = (_U64.unpack(raw)[0] if raw else 0) + 1
-            txn.put(key, _U64.pack(value))
+            self._put(txn, "counters", key, _U64.pack(value))
         return value
 
     def put_if_absent(self, table: str, key: bytes, value: bytes, expected: bytes | None = None
                       ) -> tuple[bool, bytes | None, list[Change]]:
         """Store unless the key holds something other than `expected` (None: absent).
         (stored, existing value, the change to publish), in one transaction."""
-        db = self.db(table)
+        self.db(table)
         touched: set[str] = set()
         before = self.seq, dict(self.table_seqs)
         try:
             with self.env.begin(write=True) as txn:
-                existing = txn.get(key, db=db)
-                if existing is not None and (expected is None or bytes(existing) != expected):
-                    return False, bytes(existing), []
-                txn.put(key, value, db=db)
+                existing = self._get(txn, table, key)
+                if existing is not None and (expected is None or existing != expected):
+                    return False, existing, []
+                self._put(txn, table, key, value)
                 seq, table_seq = self._next(table, touched)
                 self._store_seqs(txn, touched)
         except BaseException:
@@ -121,8 +177,9 @@ class ShardStorage:
         return True, None, [Change(table, key, value, seq, table_seq)]
 
     def read(self, table: str, keys: Iterable[bytes]) -> list[bytes | None]:
-        with self.env.begin(db=self.db(table), buffers=False) as txn:
-            return [txn.get(k) for k in keys]
+        self.db(table)
+        with self.env.begin() as txn:
+            return [self._get(txn, table, k) for k in keys]
 
     def counts(self) -> dict[str, int]:
         """Rows per table."""
@@ -131,14 +188,14 @@ class ShardStorage:
 
     def scan(self, table: str, prefix: bytes = b"", limit: int = 0) -> list[tuple[bytes, bytes]]:
         out: list[tuple[bytes, bytes]] = []
-        with self.env.begin(db=self.db(table)) as txn:
-            cur = txn.cursor()
+        with self.env.begin() as txn:
+            cur = txn.cursor(db=self.db(table))
             if not cur.set_range(prefix):
                 return out
-            for key, value in cur:
+            for key, raw in cur:
                 if not key.startswith(prefix):
                     break
-                out.append((key, value))
+                out.append((key, self._value(txn, table, key, raw)))
                 if limit and len(out) >= limit:
                     break
         return out
@@ -167,3 +224,7 @@ class ShardStorage:
     def close(self) -> None:
         self.env.sync(True)
         self.env.close()
+
+
+def _part_prefix(table: str, key: bytes) -> bytes:
+    return table.encode() + b"\x00" + key + b"\x00"
