@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -25,12 +25,14 @@ class Settings(BaseModel):
     # Prometheus exporter: None is off, 0 any free port (announced in the GCS kv table).
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    # Fields read from a variable other than prefix + NAME.
+    env_names: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def load(cls: type[_S], env_prefix: str = "ZRAY_", **overrides: Any) -> _S:
         values: dict[str, Any] = {}
         for name, field in cls.model_fields.items():
-            raw = os.environ.get(env_prefix + name.upper())
+            raw = os.environ.get(cls.env_names.get(name, env_prefix + name.upper()))
             if raw is not None:
                 values[name] = _parse_env(raw, field.annotation)
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -78,6 +80,9 @@ class SchedSettings(Settings):
 
 
 class RayletSettings(Settings):
+    # ZRAY_ADDRESS is the cluster a driver joins, not this raylet's own address.
+    env_names: ClassVar[dict[str, str]] = {"address": "ZRAY_NODE_ADDRESS"}
+
     gcs_address: str
     session_dir: str = ""
     store_dir: str = ""
