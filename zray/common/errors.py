@@ -22,6 +22,10 @@ class ConnectionFailedError(ZrayError):
     """A service could not be reached within its deadline."""
 
 
+class AuthenticationError(ConnectionFailedError):
+    """A tcp:// peer rejected this process's CURVE handshake: another cluster token."""
+
+
 class ProtocolError(ZrayError):
     """A message could not be decoded (bad frames, version, kind or body)."""
 

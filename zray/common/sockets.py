@@ -15,7 +15,7 @@ from typing import Any, cast
 import zmq
 
 from zray.common import security
-from zray.common.errors import ConfigError
+from zray.common.errors import AuthenticationError, ConfigError
 
 HWM = 1_000_000
 
@@ -79,6 +79,48 @@ def _keys_for(address: str, serving: bool) -> security.CurveKeys | None:
         f"({security.INSECURE_ENV}=1 instead only for a cluster started with --insecure)")
 
 
+class HandshakeWatch:
+    """Tells a refused CURVE handshake from a peer that is slow or down.
+
+    ZeroMQ retries a failed handshake forever without telling the sender, so
+    a client with the wrong token would only time out. The socket's monitor
+    sees each failure; several in a row with none succeeding is a refusal."""
+
+    REFUSALS = 3
+    _FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+               | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+
+    def __init__(self, sock: zmq.Socket[Any], address: str, given_token: bool = False) -> None:
+        self.address = address
+        self.given_token = given_token
+        self.monitor = sock.get_monitor_socket(self._FAILED | zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        self.failures = 0
+
+    def check(self) -> None:
+        """Read the pending events; raise AuthenticationError on a refusal."""
+        while self.monitor.poll(0):
+            frames = self.monitor.recv_multipart()
+            event = int.from_bytes(frames[0][:2], "little")
+            self.failures = 0 if event == zmq.EVENT_HANDSHAKE_SUCCEEDED else self.failures + 1
+        if self.failures >= self.REFUSALS:
+            raise AuthenticationError(
+                f"{self.address} refused the encrypted handshake {self.failures} times: it uses "
+                f"another cluster token than "
+                f"{'the one given' if self.given_token else _token_source()}; use the token `zray start "
+                "--head` printed (--token or ZRAY_TOKEN)")
+
+    def close(self) -> None:
+        self.monitor.close(0)
+
+
+def _token_source() -> str:
+    try:
+        found = security.find_token()
+    except ConfigError as exc:
+        return f"this process's ({exc})"
+    return f"this process's (from {found[1]})" if found else "none (this process has no token)"
+
+
 def silence_hint(address: str) -> str:
     """Why a service at `address` may not answer, for a timeout's message."""
     if not address.startswith("tcp://"):
@@ -89,14 +131,9 @@ def silence_hint(address: str) -> str:
             pass
     except (OSError, ValueError):
         return "nothing accepts connections there; is it running?"
-    try:
-        found = security.find_token()
-    except ConfigError as exc:
-        return str(exc)
-    mine = f"this process's (from {found[1]})" if found else "none (this process has no token)"
     return (f"something accepts connections there but does not answer: if it is a zray cluster, "
-            f"it uses another cluster token than {mine}; use the token `zray start --head` "
-            "printed (--token or ZRAY_TOKEN)")
+            f"it uses another cluster token than {_token_source()}; use the token `zray start "
+            "--head` printed (--token or ZRAY_TOKEN)")
 
 
 def normalize(address: str) -> str:

@@ -42,7 +42,7 @@ from zray.common.messages.gcs import (
     WriteOp,
 )
 from zray.common.security import CurveKeys
-from zray.common.sockets import configure, connect, normalize, silence_hint
+from zray.common.sockets import HandshakeWatch, configure, connect, normalize, silence_hint
 from zray.services.gcs.sharding import group_by_shard, shard_of
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ class GcsClient:
         self.timeout = timeout
         self.keys = CurveKeys.from_token(token) if token is not None else None
         self._ctx = ctx or zmq.Context.instance()
+        self._watches: dict[zmq.Socket[Any], HandshakeWatch] = {}
         self._socks = [self._connect(self.address)]
         self._addresses = [self.address]
         self._num_shards = 0  # 0: map not fetched yet
@@ -77,6 +78,9 @@ class GcsClient:
     def _connect(self, address: str) -> zmq.Socket[Any]:
         sock = configure(self._ctx.socket(zmq.DEALER))
         try:
+            if address.startswith("tcp://"):
+                self._watches[sock] = HandshakeWatch(sock, address,
+                                                     given_token=self.keys is not None)
             connect(sock, address, self.keys)
         except BaseException:
             sock.close(0)
@@ -84,6 +88,8 @@ class GcsClient:
         return sock
 
     def close(self) -> None:
+        for watch in self._watches.values():
+            watch.close()
         for sock in self._socks:
             sock.close(0)
 
@@ -100,6 +106,11 @@ class GcsClient:
     def _call(self, build: Callable[[int], Message], buffers: Sequence[Any],
               timeout: float | None, shard: int) -> tuple[Message, list[Any]]:
         sock, address = self._socks[shard], self._addresses[shard]
+        watch = self._watches.get(sock)
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        if watch is not None:
+            poller.register(watch.monitor, zmq.POLLIN)
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         attempt_timeout = ATTEMPT_TIMEOUT
         while True:
@@ -109,7 +120,10 @@ class GcsClient:
             sock.send_multipart(wire.encode(request, buffers))
             attempt_end = min(deadline, time.monotonic() + attempt_timeout)
             while (remaining := attempt_end - time.monotonic()) > 0:
-                if not sock.poll(int(remaining * 1000) + 1):
+                ready = dict(poller.poll(int(remaining * 1000) + 1))
+                if watch is not None and watch.monitor in ready:
+                    watch.check()
+                if sock not in ready:
                     continue
                 frames = sock.recv_multipart()
                 try:
