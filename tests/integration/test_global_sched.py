@@ -25,6 +25,7 @@ from zray.common.messages.sched import (
     SchedPong,
     TaskPlaced,
 )
+from zray.common.messages.tables import KV, NODE_DEAD_PREFIX, NODES, NodeInfo
 from zray.services.gcs.client import GcsClient
 
 pytestmark = pytest.mark.timeout(60)
@@ -48,7 +49,8 @@ def registered_schedulers(gcs_address: str) -> dict[str, dict[str, object]]:
         client.close()
 
 
-def start_registered_sched(folder: str, gcs_address: str, name: str
+def start_registered_sched(folder: str, gcs_address: str, name: str,
+                           env: dict[str, str] | None = None
                            ) -> tuple[str, subprocess.Popen[bytes], str]:
     """A global scheduler process, once it has registered in the GCS: (address, process, log)."""
     address = f"ipc://{folder}/{name}"
@@ -57,7 +59,8 @@ def start_registered_sched(folder: str, gcs_address: str, name: str
         proc = subprocess.Popen(
             [sys.executable, "-m", "zray.services.global_sched", "start", "--gcs-address",
              gcs_address, "--address", address],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})})
     try:
         poll_for(lambda: any(v.get("address") == address
                              for v in registered_schedulers(gcs_address).values()),
@@ -182,6 +185,37 @@ def test_stopped_scheduler_unregisters() -> None:
                  10, what="the scheduler's GCS entry to go",
                  on_timeout=lambda: service_log_tail(log_path))
     finally:
+        stop_popen(proc)
+        stop_popen(gcs.proc)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_only_the_newest_dead_nodes_stay_recorded() -> None:
+    folder = short_tmpdir()
+    gcs = start_gcs(folder)
+    env = {"ZRAY_SCHED_NODE_TIMEOUT": "0.3", "ZRAY_SCHED_DEAD_NODES_KEPT": "2"}
+    _, proc, log_path = start_registered_sched(folder, gcs.address, "sched3", env)
+    client = GcsClient(gcs.address, timeout=5.0)
+    try:
+        # Four registered nodes that never heartbeat: each is declared dead.
+        for i in range(4):
+            info = NodeInfo(node_id=f"node{i}", node_name=f"n{i}", host="h", address=f"tcp://h:{i + 1}",
+                            local_address="", store_dir="", session_dir="", pid=1, start_time=i,
+                            heartbeat_time=float(i), resources_total={"CPU": 1.0},
+                            resources_available={"CPU": 1.0})
+            client.put(NODES, info.node_id, info.model_dump_json().encode())
+            # the newest death is never the one forgotten
+            poll_for(lambda i=i: client.get(KV, NODE_DEAD_PREFIX + f"node{i}") is not None, 20,
+                     what=f"node{i} to be declared dead", on_timeout=lambda: service_log_tail(log_path))
+
+        def recorded() -> tuple[list[str], list[str]]:
+            return ([k for k, _ in client.scan(NODES)],
+                    [k[len(NODE_DEAD_PREFIX):] for k, _ in client.scan(KV, NODE_DEAD_PREFIX)])
+        poll_for(lambda: recorded() == (["node2", "node3"], ["node2", "node3"]), 20,
+                 what="the two oldest dead nodes to be forgotten", on_timeout=recorded)
+        assert all(not NodeInfo.model_validate_json(v).alive for _, v in client.scan(NODES))
+    finally:
+        client.close()
         stop_popen(proc)
         stop_popen(gcs.proc)
         shutil.rmtree(folder, ignore_errors=True)

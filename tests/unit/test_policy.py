@@ -8,6 +8,7 @@ from zray.services.global_sched.policy import (
     TASK_SECONDS,
     TRANSFER_BYTES_PER_SECOND,
     NodeLoad,
+    dead_nodes_to_forget,
     expected_wait,
     fits,
     place,
@@ -104,3 +105,10 @@ def test_policy_is_pure() -> None:
     before = [(n.queue_len, dict(n.available)) for n in nodes]
     place({"CPU": 1}, nodes, {"b": 5})
     assert [(n.queue_len, dict(n.available)) for n in nodes] == before
+
+
+def test_dead_nodes_beyond_the_newest_are_forgotten() -> None:
+    dead = [("a", 3.0), ("b", 1.0), ("c", 2.0), ("d", 4.0)]
+    assert dead_nodes_to_forget(dead, keep=2) == ["c", "b"]
+    assert dead_nodes_to_forget(dead, keep=4) == []
+    assert dead_nodes_to_forget([], keep=0) == []

@@ -77,6 +77,9 @@ class SchedSettings(Settings):
     sched_id: str = ""
     # A node silent this long is declared dead (in the GCS, for every subscriber).
     node_timeout: float = 3.0
+    # Dead nodes whose records (node row, death mark) stay in the GCS; older ones
+    # are forgotten so a cluster that loses nodes for months does not grow.
+    dead_nodes_kept: int = 1_000
 
 
 class RayletSettings(Settings):

@@ -62,3 +62,11 @@ def place_spread(request: dict[str, float], nodes: list[NodeLoad],
     ready = [n for n in feasible if fits(request, n.available)]
     candidates = ready or feasible
     return min(candidates, key=lambda n: (placed.get(n.node_id, 0), n.queue_len, n.node_id))
+
+
+def dead_nodes_to_forget(dead: list[tuple[str, float]], keep: int) -> list[str]:
+    """Of (node_id, last heartbeat time) of dead nodes, those beyond the newest `keep`."""
+    if len(dead) <= keep:
+        return []
+    dead = sorted(dead, key=lambda item: item[1], reverse=True)
+    return [node_id for node_id, _ in dead[keep:]]

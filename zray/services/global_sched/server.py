@@ -27,7 +27,7 @@ from zray.common.service import Service
 from zray.common.sockets import bind
 from zray.services.gcs.client import ServiceGcs
 from zray.services.gcs.subscriber import ServiceSubscriber
-from zray.services.global_sched.policy import NodeLoad, place, place_spread
+from zray.services.global_sched.policy import NodeLoad, dead_nodes_to_forget, place, place_spread
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,17 @@ class GlobalScheduler(Service):
         info = self.node_infos.get(node_id)
         if info is not None and info.alive:
             dead = info.model_copy(update={"alive": False})
+            self.node_infos[node_id] = dead
             self.gcs.write(NODES, node_id, dead.model_dump_json().encode())
+        self._forget_old_dead()
+
+    def _forget_old_dead(self) -> None:
+        dead = [(i.node_id, i.heartbeat_time) for i in self.node_infos.values() if not i.alive]
+        for node_id in dead_nodes_to_forget(dead, self.settings.dead_nodes_kept):
+            # Still fenced here: the id stays in declared_dead.
+            del self.node_infos[node_id]
+            self.gcs.write(NODES, node_id, None)
+            self.gcs.write(KV, NODE_DEAD_PREFIX + node_id, None)
 
     def on_ping(self, routing: list[bytes], msg: Message, buffers: list[Any]) -> None:
         assert isinstance(msg, SchedPing)
