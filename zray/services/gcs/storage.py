@@ -100,32 +100,34 @@ class ShardStorage:
 
     def _put(self, txn: lmdb.Transaction, table: str, key: bytes, value: bytes) -> None:
         db = self.db(table)
-        old = txn.get(key, db=db)
+        if len(key) + len(value) < NODE_ROOM:  # the tag byte fits in the slack
+            old = txn.replace(key, _INLINE + value, db=db)
+        else:
+            prefix = _part_prefix(table, key)
+            size = NODE_ROOM - len(prefix) - _PART_INDEX.size
+            count = 0
+            for count, start in enumerate(range(0, len(value), size), 1):
+                txn.put(prefix + _PART_INDEX.pack(count - 1), value[start:start + size],
+                        db=self._parts)
+            old = txn.replace(key, _SPLIT + _PART_INDEX.pack(count), db=db)
+            if old is not None and old[:1] == _SPLIT:  # keep the parts just written
+                self._drop_parts(txn, table, key, old, first=count)
+                return
         if old is not None and old[:1] == _SPLIT:
             self._drop_parts(txn, table, key, old)
-        if len(key) + len(value) < NODE_ROOM:  # the tag byte fits in the slack
-            txn.put(key, _INLINE + value, db=db)
-            return
-        prefix = _part_prefix(table, key)
-        size = NODE_ROOM - len(prefix) - _PART_INDEX.size
-        count = 0
-        for count, start in enumerate(range(0, len(value), size), 1):
-            txn.put(prefix + _PART_INDEX.pack(count - 1), value[start:start + size],
-                    db=self._parts)
-        txn.put(key, _SPLIT + _PART_INDEX.pack(count), db=db)
 
     def _delete(self, txn: lmdb.Transaction, table: str, key: bytes) -> bool:
-        db = self.db(table)
-        old = txn.get(key, db=db)
+        old = txn.pop(key, db=self.db(table))
         if old is None:
             return False
         if old[:1] == _SPLIT:
             self._drop_parts(txn, table, key, old)
-        return bool(txn.delete(key, db=db))
+        return True
 
-    def _drop_parts(self, txn: lmdb.Transaction, table: str, key: bytes, raw: bytes) -> None:
+    def _drop_parts(self, txn: lmdb.Transaction, table: str, key: bytes, raw: bytes,
+                    first: int = 0) -> None:
         prefix = _part_prefix(table, key)
-        for i in range(_PART_INDEX.unpack(raw[1:5])[0]):
+        for i in range(first, _PART_INDEX.unpack(raw[1:5])[0]):
             txn.delete(prefix + _PART_INDEX.pack(i), db=self._parts)
 
     def write(self, ops: Iterable[tuple[str, bytes, bytes | None]]) -> list[Change]:
