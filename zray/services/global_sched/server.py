@@ -27,6 +27,7 @@ from zray.common.service import Service
 from zray.common.sockets import bind
 from zray.services.gcs.client import ServiceGcs
 from zray.services.gcs.subscriber import ServiceSubscriber
+from zray.services.global_sched.actor_failover import ActorFailover
 from zray.services.global_sched.policy import NodeLoad, place, place_spread
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class GlobalScheduler(Service):
         self.declared_dead: set[str] = set()
         self.subscriber = ServiceSubscriber(self, self.gcs)
         self.subscriber.follow(NODES, self._on_nodes)
+        self.actor_failover = ActorFailover(self)
         log.info("%s %s: serving on %s", self.name, self.sched_id, self.address)
 
     def _register(self) -> None:
@@ -142,6 +144,7 @@ class GlobalScheduler(Service):
         if info is not None and info.alive:
             dead = info.model_copy(update={"alive": False})
             self.gcs.write(NODES, node_id, dead.model_dump_json().encode())
+        self.actor_failover.node_died(node_id, reason)
 
     def on_ping(self, routing: list[bytes], msg: Message, buffers: list[Any]) -> None:
         assert isinstance(msg, SchedPing)
