@@ -2,7 +2,8 @@
 another node up to max_restarts (constructor re-run, state reset, found again
 by name, reached by later calls); calls in flight retried up to
 max_task_retries, else ActorDiedError naming the node's death; an actor
-without restarts left fails every pending and later call with that cause."""
+without restarts left fails every pending and later call with that cause.
+Calls and zray.kill() reach actors on other nodes than the caller's."""
 
 from __future__ import annotations
 
@@ -29,7 +30,6 @@ def cluster() -> Iterator[Head]:
 
 
 BODY = """
-    ON_N2_ONLY = NodeAffinitySchedulingStrategy(NODES["n2"], soft=False)
     FOLDER = sys.argv[1]
 
     @zray.remote
@@ -52,11 +52,12 @@ BODY = """
             return self.n
 
     @zray.remote
-    def make(options):  # runs on n2, so the actor lives there
+    def make(options):  # runs on the node the actor is to live on
         return Keeper.options(**options).remote()
 
-    def on_n2(**options):
-        return zray.get(make.options(scheduling_strategy=ON_N2_ONLY).remote(options))
+    def on(node, **options):
+        only = NodeAffinitySchedulingStrategy(NODES[node], soft=False)
+        return zray.get(make.options(scheduling_strategy=only).remote(options))
 
     def died(ref):
         try:
@@ -65,16 +66,20 @@ BODY = """
         except zray.ActorDiedError as exc:
             return str(exc)
 
-    again = on_n2(name="again", max_restarts=1, max_task_retries=1)
-    once = on_n2(name="once", max_restarts=1)         # max_task_retries=0
-    gone = on_n2(name="gone")                          # max_restarts=0
+    again = on("n2", name="again", max_restarts=1, max_task_retries=1)
+    once = on("n2", name="once", max_restarts=1)         # max_task_retries=0
+    gone = on("n2", name="gone")                          # max_restarts=0
+    far = on("n3", max_restarts=1)  # killed from here, across nodes: not restarted
+    far_before = zray.get(far.incr.remote())
+    zray.kill(far)
+    far_after = died(far.incr.remote())
     before = zray.get([again.incr.remote(), again.incr.remote(), once.incr.remote(),
                        gone.incr.remote(), again.where.remote()])
     held = {tag: actor.hold.remote(tag) for tag, actor in
             (("again", again), ("once", once), ("gone", gone))}
     step("in_flight")
     later = {"again": again.incr.remote(), "gone": gone.incr.remote()}
-    out = {"before": before, "retried": zray.get(held["again"], timeout=60),
+    out = {"before": before, "far": [far_before, far_after], "retried": zray.get(held["again"], timeout=60),
            "later": zray.get(later["again"], timeout=60),
            "not_retried": died(held["once"]), "once_after": zray.get(once.incr.remote(), timeout=60),
            "gone_in_flight": died(held["gone"]), "gone_later": died(later["gone"]),
@@ -121,6 +126,7 @@ def test_actors_of_a_dead_node_restart_elsewhere_or_fail_with_the_cause(cluster:
         assert f"node {dead[:12]}" in out[key] and "died" in out[key], (key, out)
     assert "no restarts left" in out["gone_after"], out
     assert "no live actor named 'gone'" in out["gone_lookup"], out
+    assert out["far"][0] == 1 and "zray.kill()" in out["far"][1], out
     actors = out["table"]
     for name in ("again", "once"):
         assert actors[name]["state"] == "ALIVE" and actors[name]["restarts"] == 1, actors[name]

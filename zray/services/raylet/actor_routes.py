@@ -80,6 +80,8 @@ class ActorRoutes:
         self.stuck_since: dict[str, float] = {}
         self.restoring: set[str] = set()
         self.looking_up: set[str] = set()
+        # zray.kill() of actors elsewhere whose node is not known yet: no_restart.
+        self.kills: dict[str, bool] = {}
 
     def follow(self, subscriber: ServiceSubscriber) -> None:
         subscriber.follow(ACTORS, self._on_changes)
@@ -115,6 +117,25 @@ class ActorRoutes:
                      self.raylet.name, len(again), actor_id[:12], why)
             self.waiting.setdefault(actor_id, deque()).extendleft(reversed(again))
             self._drain(actor_id)
+
+    def kill(self, actor_id: str, no_restart: bool) -> None:
+        """zray.kill() of an actor this node does not host: sent to its node."""
+        self.kills[actor_id] = no_restart or self.kills.get(actor_id, False)
+        if actor_id in self.rows:
+            self._send_kill(actor_id)
+        else:
+            self._lookup(actor_id)
+
+    def _send_kill(self, actor_id: str) -> None:
+        row = self.rows.get(actor_id)
+        links = self.raylet.links
+        if actor_id not in self.kills or row is None:
+            return
+        if actor_id in self.raylet.actors.actors:  # restarted here meanwhile
+            self.raylet.actors.kill(actor_id, self.kills.pop(actor_id))
+        elif row.node_id and row.node_id != self.raylet.node_id and links is not None \
+                and links.kill_actor(row.node_id, actor_id, self.kills[actor_id]):
+            del self.kills[actor_id]
 
     def _drain(self, actor_id: str) -> None:
         """Send on what waits for the actor, in order, as far as its route allows."""
@@ -198,9 +219,11 @@ class ActorRoutes:
         actor_id = info.actor_id
         if info.state == "DEAD":
             self.rows.pop(actor_id, None)
+            self.kills.pop(actor_id, None)
             self._fail_all(actor_id, info.death_cause or "it died")
             return
         self.rows[actor_id] = info
+        self._send_kill(actor_id)
         if info.node_id == self.raylet.node_id and info.state == "RESTARTING":
             self._restore(info)
         if actor_id in self.waiting:
@@ -216,6 +239,7 @@ class ActorRoutes:
             if getattr(reply, "found", [False])[0] and bufs:
                 self._seen(ActorInfo.model_validate_json(bytes(bufs[0])))
                 return
+            self.kills.pop(actor_id, None)
             self._fail_all(actor_id, "no actor with this id is known to the cluster (it may "
                                      "belong to another cluster, or never existed)")
 
@@ -266,6 +290,7 @@ class ActorRoutes:
         raylet.events.submitted(task)
         raylet.actors.created(task, restarts)
         raylet.restart_actor(task)
+        self._send_kill(creation.actor_id)
         if creation.actor_id in self.waiting:
             self._drain(creation.actor_id)
 

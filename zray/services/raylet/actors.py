@@ -226,14 +226,19 @@ class ActorManager:
 
     def kill(self, actor_id: str, no_restart: bool) -> None:
         actor = self.actors.get(actor_id)
-        if actor is None or actor.state is ActorState.DEAD:
+        if actor is None:
+            self.raylet.actor_routes.kill(actor_id, no_restart)  # it lives on another node
+            return
+        if actor.state is ActorState.DEAD:
             return
         actor.no_restart = actor.no_restart or no_restart
         if actor.worker is not None:
             self.raylet.pool.kill(actor.worker)
-        elif actor.state is ActorState.PENDING:
+        elif actor.state is ActorState.PENDING or (actor.state is ActorState.RESTARTING
+                                                   and actor.no_restart):
             self.raylet.cancel_queued(actor.creation)
-            self.died(actor, "it was killed with zray.kill() before it started")
+            self.died(actor, "it was killed with zray.kill() before it "
+                             + ("started" if actor.state is ActorState.PENDING else "restarted"))
 
     def job_ended(self, job_id: str) -> None:
         for actor in list(self.actors.values()):
