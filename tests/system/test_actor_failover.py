@@ -3,7 +3,8 @@ another node up to max_restarts (constructor re-run, state reset, found again
 by name, reached by later calls); calls in flight retried up to
 max_task_retries, else ActorDiedError naming the node's death; an actor
 without restarts left fails every pending and later call with that cause.
-Calls and zray.kill() reach actors on other nodes than the caller's."""
+Calls and zray.kill() reach actors on other nodes than the caller's, and a
+job's actors end with it on every node."""
 
 from __future__ import annotations
 
@@ -71,6 +72,8 @@ BODY = """
     gone = on("n2", name="gone")                          # max_restarts=0
     far = on("n3", max_restarts=1)  # killed from here, across nodes: not restarted
     far_before = zray.get(far.incr.remote())
+    stay = on("n3", name="stay")  # ends with this job, though on another node
+    zray.get(stay.incr.remote())
     zray.kill(far)
     far_after = died(far.incr.remote())
     before = zray.get([again.incr.remote(), again.incr.remote(), once.incr.remote(),
@@ -132,3 +135,8 @@ def test_actors_of_a_dead_node_restart_elsewhere_or_fail_with_the_cause(cluster:
         assert actors[name]["state"] == "ALIVE" and actors[name]["restarts"] == 1, actors[name]
         assert actors[name]["node_id"] != dead, actors[name]
     assert actors["gone"]["state"] == "DEAD" and dead in actors["gone"]["death_cause"], actors["gone"]
+    # The driver is gone: its job's actors end on every node, restarted or not.
+    poll_for(lambda: all(cluster.actors()[name]["state"] == "DEAD" for name in ("again", "once", "stay")),
+             30, interval=0.2, what="the job's actors to end with it",
+             on_timeout=lambda: str(cluster.actors()))
+    assert "the job that created it ended" in cluster.actors()["stay"]["death_cause"]

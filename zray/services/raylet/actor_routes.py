@@ -264,6 +264,9 @@ class ActorRoutes:
                 self._record_dead(info, "its node died and the spec of its constructor was not "
                                         "kept to restart it from")
                 return
+            if info.job_id in self.raylet.job_ends.ended and not info.detached:
+                self._record_dead(info, "its node died after the job that created it ended")
+                return
             blobs = wire.unpack_blobs(bytes(bufs[0]))
             spec = TaskSpec.model_validate_json(blobs[0])
             if any(arg.ref is not None for arg in spec.args) or spec.nested_refs:

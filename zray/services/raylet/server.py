@@ -71,6 +71,7 @@ from zray.services.raylet import pipelining
 from zray.services.raylet.actor_routes import ActorRoutes
 from zray.services.raylet.actors import ActorManager
 from zray.services.raylet.direct_calls import DirectCalls
+from zray.services.raylet.job_ends import JobEnds
 from zray.services.raylet.lineage import TASK_HEX, Lineage
 from zray.services.raylet.node_links import NodeLinks
 from zray.services.raylet.object_listing import summarize
@@ -129,6 +130,7 @@ class Raylet(Service):
         self._assignments: dict[WorkerProc, list[tuple[ExecuteTask, list[Any]]]] = {}
         self.actors = ActorManager(self)
         self.actor_routes = ActorRoutes(self)
+        self.job_ends = JobEnds(self)
         self.direct = DirectCalls(self)
         self.durations = pipelining.Durations()
         self.counters = {"finished": 0, "failed": 0, "retried": 0, "submitted": 0}
@@ -183,6 +185,7 @@ class Raylet(Service):
         self.subscriber = ServiceSubscriber(self, self.gcs)
         self.sched.follow(self.subscriber)
         self.actor_routes.follow(self.subscriber)
+        self.job_ends.follow(self.subscriber)
         # Other nodes reach this one over TCP; an embedded single-node cluster binds none.
         self.links = NodeLinks(self, s.address) if s.address else None
         if self.links is not None:
@@ -233,6 +236,7 @@ class Raylet(Service):
         job = client.job_id
         log.info("%s: job %s ends (%s)", self.name, job, why)
         self.actors.job_ended(job)
+        self.job_ends.record(job)  # its actors on other nodes end too
         for task in self.queue.remove(lambda t: t.spec.job_id == job
                                       and not self._is_detached_creation(t)):
             self.tasks.pop(task.spec.task_id, None)
