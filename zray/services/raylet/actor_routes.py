@@ -110,6 +110,8 @@ class ActorRoutes:
                     f"actor {self._name(task)} died while running {task.spec.function_name}: "
                     f"{why}; the call is not retried (max_task_retries={budget})"))
                 continue
+            self.raylet.events.retried(task, f"was running on {why}")
+            self.raylet.counters["retried"] += 1
             task.spec = task.spec.model_copy(update={"attempt": task.spec.attempt + 1})
             retried.setdefault(actor_id, []).append(task)
         for actor_id, again in retried.items():
@@ -161,6 +163,8 @@ class ActorRoutes:
                         self.raylet.actors.call_submitted(task)
             elif row is not None and row.state == "RESTARTING":
                 self._restore(row)
+            else:
+                self.stuck_since.setdefault(actor_id, time.monotonic())
         elif where is Route.WAIT or links is None:
             if links is None:
                 self._fail_all(actor_id, f"it lives on node {row.node_id if row else '?'}, and "
@@ -200,8 +204,12 @@ class ActorRoutes:
             since = self.stuck_since.get(actor_id)
             if since is not None and now - since > FAILOVER_WAIT:
                 row = self.rows.get(actor_id)
-                where = f"its node {row.node_id} died" if row is not None and row.node_id \
-                    else "it was never placed on a node"
+                if row is None or not row.node_id:
+                    where = "it was never placed on a node"
+                elif row.node_id == self.raylet.node_id:
+                    where = "this node is named as its place but does not host it"
+                else:
+                    where = f"its node {row.node_id} is dead or not reachable"
                 self._fail_all(actor_id, f"{where}, and no restart or death of the actor was "
                                          f"recorded within {FAILOVER_WAIT:.0f}s")
             else:
