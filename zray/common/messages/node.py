@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 from zray.common.messages.base import ErrorReply, Message
+from zray.common.messages.raylet import KillActor
 from zray.common.messages.task import ObjectLoc, Record, TaskSpec
 
 
@@ -91,5 +92,7 @@ class CancelForwarded(Message):
     force: bool = False
 
 
-NODE_REQUESTS: list[type[Message]] = [ForwardTasks, PullObject, FreeObjects, CancelForwarded]
+# KillActor: zray.kill() of an actor this node hosts, from a caller on another node.
+NODE_REQUESTS: list[type[Message]] = [ForwardTasks, PullObject, FreeObjects, CancelForwarded,
+                                      KillActor]
 NODE_REPLIES: list[type[Message]] = [TasksDone, ObjectChunk, ObjectMissing, ErrorReply]

@@ -15,6 +15,8 @@ COUNTERS = "counters"
 # kv keys: a global scheduler's registration, and the death mark of a node.
 SCHEDULERS_PREFIX = "scheduler:"
 NODE_DEAD_PREFIX = "node_dead:"
+# kv key: the global scheduler that restarts the actors of a dead node.
+ACTOR_FAILOVER_PREFIX = "actor_failover:"
 USER_KV = "user_kv"  # zray.kv: keys are the hex of the user's key bytes
 # Observability: batches of task state records per raylet (key node_id:seq),
 # and each raylet's worker list (key node_id). See zray/services/raylet/task_events.py.
@@ -92,3 +94,9 @@ class ActorInfo(Record):
     death_cause: str = ""
     is_async: bool = False
     methods: dict[str, int] = {}
+    # What another node needs to restart the actor when its node dies: the
+    # constructor's task (its spec is kept in the tasks table while the actor
+    # may restart), the resources it holds, and its calls' retry budget.
+    creation_task_id: str = ""
+    resources: dict[str, float] = {}
+    max_task_retries: int = 0

@@ -22,11 +22,19 @@ from zray.common.messages.sched import (
     SchedPong,
     TaskPlaced,
 )
-from zray.common.messages.tables import KV, NODE_DEAD_PREFIX, NODES, SCHEDULERS_PREFIX, NodeInfo
+from zray.common.messages.tables import (
+    ACTOR_FAILOVER_PREFIX,
+    KV,
+    NODE_DEAD_PREFIX,
+    NODES,
+    SCHEDULERS_PREFIX,
+    NodeInfo,
+)
 from zray.common.service import Service
 from zray.common.sockets import bind
 from zray.services.gcs.client import ServiceGcs
 from zray.services.gcs.subscriber import ServiceSubscriber
+from zray.services.global_sched.actor_failover import ActorFailover
 from zray.services.global_sched.policy import NodeLoad, dead_nodes_to_forget, place, place_spread
 
 log = logging.getLogger(__name__)
@@ -63,6 +71,7 @@ class GlobalScheduler(Service):
         self.declared_dead: set[str] = set()
         self.subscriber = ServiceSubscriber(self, self.gcs)
         self.subscriber.follow(NODES, self._on_nodes)
+        self.actor_failover = ActorFailover(self)
         log.info("%s %s: serving on %s", self.name, self.sched_id, self.address)
 
     def _register(self) -> None:
@@ -143,6 +152,7 @@ class GlobalScheduler(Service):
             dead = info.model_copy(update={"alive": False})
             self.node_infos[node_id] = dead
             self.gcs.write(NODES, node_id, dead.model_dump_json().encode())
+        self.actor_failover.node_died(node_id, reason)
         self._forget_old_dead()
 
     def _forget_old_dead(self) -> None:
@@ -152,6 +162,7 @@ class GlobalScheduler(Service):
             del self.node_infos[node_id]
             self.gcs.write(NODES, node_id, None)
             self.gcs.write(KV, NODE_DEAD_PREFIX + node_id, None)
+            self.gcs.write(KV, ACTOR_FAILOVER_PREFIX + node_id, None)
 
     def on_ping(self, routing: list[bytes], msg: Message, buffers: list[Any]) -> None:
         assert isinstance(msg, SchedPing)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from zray.common.errors import ActorDiedError
-from zray.common.messages.tables import ACTORS, ActorInfo
+from zray.common.messages.tables import ACTORS, TASKS, ActorInfo
 from zray.common.messages.task import ActorCreation
 from zray.services.raylet.state import Task
 from zray.services.raylet.worker_pool import WorkerProc
@@ -64,11 +64,14 @@ class ActorManager:
         self.actors: dict[str, Actor] = {}
 
     # creation ------------------------------------------------------------
-    def created(self, task: Task) -> None:
-        """A creation task was submitted."""
+    def created(self, task: Task, restarts: int = 0) -> None:
+        """A creation task was submitted (`restarts` > 0: the actor's node died
+        and it restarts here; see actor_routes.py)."""
         options = task.spec.actor_creation
         assert options is not None
-        actor = Actor(task, options)
+        actor = Actor(task, options, restarts=restarts)
+        if restarts:
+            actor.state = ActorState.RESTARTING
         self.actors[options.actor_id] = actor
         self.publish(actor)
 
@@ -95,9 +98,7 @@ class ActorManager:
         """A call to queue; or, with `direct_to`, one the caller sent to that worker."""
         actor = self.actors.get(task.spec.actor_id or "")
         if actor is None:
-            self.raylet.fail_task(task, ActorDiedError(
-                f"actor {task.spec.actor_id} is not known to this node; it may have been "
-                f"created by a job on another cluster or never existed"))
+            self.raylet.actor_routes.submit(task)  # it lives on another node
             return
         if direct_to is not None:
             self._direct_call(actor, task, direct_to)
@@ -151,6 +152,8 @@ class ActorManager:
         actor = self.actors.get(task.spec.actor_id or "")
         if actor is not None:
             self.pump(actor)
+        else:
+            self.raylet.actor_routes.args_ready(task)
 
     def call_finished(self, task: Task) -> None:
         actor = self.actors.get(task.spec.actor_id or "")
@@ -175,7 +178,8 @@ class ActorManager:
             cause = f"its worker (pid {worker.pid}) {how} while running the constructor"
         else:
             cause = f"its worker (pid {worker.pid}) {how}"
-        can_restart = not actor.no_restart and actor.restarts < actor.options.max_restarts
+        can_restart = not actor.no_restart and (
+            actor.restarts < actor.options.max_restarts or actor.options.max_restarts < 0)
         if not can_restart and not actor.no_restart:
             cause += (f", and it has no restarts left (used {actor.restarts} of "
                       f"max_restarts={actor.options.max_restarts})")
@@ -215,18 +219,26 @@ class ActorManager:
         self.raylet.direct.untell(actor.actor_id, actor.told)
         if worker is not None:
             self.raylet.pool.kill(worker)
+        if actor.options.max_restarts:
+            # Its constructor's spec was kept for restarts on another node.
+            self.raylet.gcs.write(TASKS, actor.creation.spec.task_id, None)
         self.publish(actor)
 
     def kill(self, actor_id: str, no_restart: bool) -> None:
         actor = self.actors.get(actor_id)
-        if actor is None or actor.state is ActorState.DEAD:
+        if actor is None:
+            self.raylet.actor_routes.kill(actor_id, no_restart)  # it lives on another node
+            return
+        if actor.state is ActorState.DEAD:
             return
         actor.no_restart = actor.no_restart or no_restart
         if actor.worker is not None:
             self.raylet.pool.kill(actor.worker)
-        elif actor.state is ActorState.PENDING:
+        elif actor.state is ActorState.PENDING or (actor.state is ActorState.RESTARTING
+                                                   and actor.no_restart):
             self.raylet.cancel_queued(actor.creation)
-            self.died(actor, "it was killed with zray.kill() before it started")
+            self.died(actor, "it was killed with zray.kill() before it "
+                             + ("started" if actor.state is ActorState.PENDING else "restarted"))
 
     def job_ended(self, job_id: str) -> None:
         for actor in list(self.actors.values()):
@@ -251,5 +263,6 @@ class ActorManager:
             state=actor.state.value, name=o.name, namespace=o.namespace, detached=o.detached,
             node_id=self.raylet.node_id, pid=worker.pid if worker is not None else 0,
             restarts=actor.restarts, max_restarts=o.max_restarts, death_cause=actor.death_cause,
-            is_async=o.is_async, methods=o.methods)
+            is_async=o.is_async, methods=o.methods, creation_task_id=actor.creation.spec.task_id,
+            resources=actor.creation.resources, max_task_retries=o.max_task_retries)
         self.raylet.gcs.write(ACTORS, o.actor_id, info.model_dump_json().encode())

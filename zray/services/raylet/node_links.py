@@ -38,7 +38,7 @@ from zray.common.messages.node import (
     RemoteResult,
     TasksDone,
 )
-from zray.common.messages.raylet import split_frames
+from zray.common.messages.raylet import KillActor, split_frames
 from zray.common.messages.tables import NODES, NodeInfo
 from zray.common.messages.task import ObjectLoc
 from zray.common.sockets import bind, connect
@@ -80,6 +80,7 @@ class NodeLinks:
             PullObject: self.on_pull_request,
             FreeObjects: self.on_free,
             CancelForwarded: self.on_cancel_forwarded,
+            KillActor: self.on_kill_actor,
         }, routed=True)
         self.nodes: dict[str, NodeInfo] = {}
         self.dead: set[str] = set()
@@ -218,6 +219,17 @@ class NodeLinks:
         if info is not None:
             self.r.send(self._sock(info.address), [],
                         CancelForwarded(task_id=task.spec.task_id, force=force))
+
+    def kill_actor(self, node_id: str, actor_id: str, no_restart: bool) -> bool:
+        """Ask the node hosting an actor to kill it; False if that node is not reachable."""
+        info = self.peer(node_id)
+        if info is not None:
+            self.r.send(self._sock(info.address), [], KillActor(actor_id=actor_id, no_restart=no_restart))
+        return info is not None
+
+    def on_kill_actor(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
+        assert isinstance(msg, KillActor)
+        self.r.actors.kill(msg.actor_id, msg.no_restart)
 
     # running tasks another node forwarded ----------------------------------
     def on_forward_tasks(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:

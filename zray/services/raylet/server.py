@@ -68,8 +68,10 @@ from zray.common.sockets import bind
 from zray.services.gcs.client import ServiceGcs
 from zray.services.gcs.subscriber import ServiceSubscriber
 from zray.services.raylet import pipelining
+from zray.services.raylet.actor_routes import ActorRoutes
 from zray.services.raylet.actors import ActorManager
 from zray.services.raylet.direct_calls import DirectCalls
+from zray.services.raylet.job_ends import JobEnds
 from zray.services.raylet.lineage import TASK_HEX, Lineage
 from zray.services.raylet.node_links import NodeLinks
 from zray.services.raylet.object_listing import summarize
@@ -127,6 +129,8 @@ class Raylet(Service):
         self._schedule_scheduled = False
         self._assignments: dict[WorkerProc, list[tuple[ExecuteTask, list[Any]]]] = {}
         self.actors = ActorManager(self)
+        self.actor_routes = ActorRoutes(self)
+        self.job_ends = JobEnds(self)
         self.direct = DirectCalls(self)
         self.durations = pipelining.Durations()
         self.counters = {"finished": 0, "failed": 0, "retried": 0, "submitted": 0}
@@ -180,6 +184,8 @@ class Raylet(Service):
         self.every(5.0, self.direct.expire)
         self.subscriber = ServiceSubscriber(self, self.gcs)
         self.sched.follow(self.subscriber)
+        self.actor_routes.follow(self.subscriber)
+        self.job_ends.follow(self.subscriber)
         # Other nodes reach this one over TCP; an embedded single-node cluster binds none.
         self.links = NodeLinks(self, s.address) if s.address else None
         if self.links is not None:
@@ -230,6 +236,7 @@ class Raylet(Service):
         job = client.job_id
         log.info("%s: job %s ends (%s)", self.name, job, why)
         self.actors.job_ended(job)
+        self.job_ends.record(job)  # its actors on other nodes end too
         for task in self.queue.remove(lambda t: t.spec.job_id == job
                                       and not self._is_detached_creation(t)):
             self.tasks.pop(task.spec.task_id, None)
@@ -284,6 +291,8 @@ class Raylet(Service):
             return  # the node that forwarded it keeps its lineage
         self.gcs.write(TASKS, spec.task_id,
                        wire.pack_blobs([spec.__pydantic_serializer__.to_json(spec), *bufs]))
+        if spec.actor_creation is not None and spec.actor_creation.max_restarts:
+            return  # kept while the actor may restart on another node (actors.py deletes it)
         self.lineage.submitted(spec.task_id, spec.num_returns,
                                [arg.ref for arg in spec.args if arg.ref is not None])
 
@@ -954,7 +963,9 @@ class Raylet(Service):
         for obj in self.objects.objects.values():
             if obj.location == node_id:
                 obj.location = ""
-        for task in [t for t in self.tasks.values() if t.forwarded_to == node_id]:
+        gone = [t for t in self.tasks.values() if t.forwarded_to == node_id]
+        self.actor_routes.lost_with_node([t for t in gone if t.spec.actor_id is not None], why)
+        for task in [t for t in gone if t.spec.actor_id is None]:
             task.forwarded_to = ""
             if task.retries_left > 0 and not task.cancelled:
                 self._retry(task, f"was running on {why}")
@@ -1078,7 +1089,9 @@ class Raylet(Service):
         """The node a task was forwarded to could not fetch its arguments."""
         log.info("%s: task %s came back unrun (arguments %s not fetched there); rescheduling",
                  self.name, task.spec.task_id[:12], ", ".join(o[:16] for o in lost))
-        if not self._wait_for_args(task):
+        if task.spec.actor_id is not None:
+            self.actor_routes.submit(task)
+        elif not self._wait_for_args(task):
             self._enqueue(task)
 
     # spill-over --------------------------------------------------------------
