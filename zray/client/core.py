@@ -483,7 +483,9 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
                if o not in have and o not in self.expected and o not in asked]
         if new:
             asked.update(new)
-            self.send(GetObjects(object_ids=new, fetch=fetch))
+            borrowed = self.borrowed
+            owners = {o: borrowed[o] for o in new if o in borrowed} if borrowed else {}
+            self.send(GetObjects(object_ids=new, fetch=fetch, owners=owners))
 
     def _wait_until(self, done: Any, timeout: float | None) -> bool:
         with self.lock:

@@ -2,8 +2,9 @@
 
 Each live ObjectRef counts as one local reference with the process's client;
 when the last one goes, the client tells the raylet (see references.py).
-A pickled ref carries its owner's worker id, so the process that unpickles
-it can report its borrow to the owner's raylet.
+A pickled ref carries its owner (`WORKER@NODE`, see owners.py), so the
+process that unpickles it can report its borrow, and its raylet can tell the
+owner's node and fetch the value from there.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ object, how many references each process holds; this process reports:
 - nothing extra for objects it creates (the raylet counts the owner's hold
   when the task is submitted or the object put);
 - a *borrow* when it first holds a ref another process owns (a ref that came
-  nested inside a value, an argument or a result), keyed by the owner;
+  nested inside a value, an argument or a result), keyed by the owner
+  (`WORKER@NODE`, see owners.py: the raylet tells the owner's node, if another);
 - a *release* when its last ref to an object goes, owned or borrowed.
 
 Borrows go out before any other message, so they reach the raylet before
@@ -26,6 +27,7 @@ from typing import Any
 
 from zray.common import wire
 from zray.common.messages.raylet import ReleaseObjects
+from zray.common.owners import owner_key
 
 RELEASE_BATCH = 256
 RELEASE_SECONDS = 0.05
@@ -42,6 +44,7 @@ class References:
     fetch_needed: set[str]
     _last_release: float
     worker_id: bytes
+    node_id: str
 
     def _transmit(self, frames: list[Any]) -> None:
         raise NotImplementedError
@@ -59,9 +62,9 @@ class References:
             self.to_borrow.append((owner, oid))
 
     def owner_of(self, oid: str) -> str:
-        """The owner's worker id (hex) of a ref this process holds; '' if unknown."""
+        """The owner (`WORKER@NODE`) of a ref this process holds; '' if unknown."""
         if oid in self.owned:
-            return self.worker_id.hex()
+            return owner_key(self.worker_id.hex(), self.node_id)
         return self.borrowed.get(oid, "")
 
     def remove_ref(self, oid: str) -> None:

@@ -46,6 +46,10 @@ class ObjectLostError(ZrayError):
     """An object has no copy left and cannot be rebuilt."""
 
 
+class OwnerDiedError(ObjectLostError):
+    """The process (or node) that owns an object is gone, and no copy of its value is left."""
+
+
 class WorkerCrashedError(ZrayError):
     """The worker process running a task died, and retries ran out."""
 

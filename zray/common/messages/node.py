@@ -50,6 +50,13 @@ class RemoteResult(Record):
     # Arguments this node could not fetch: the task did not run; the owner's
     # node reruns it once they are back (rebuilt if their node died).
     lost_args: list[str] = []
+    # Refs nested in the task's arguments that the node that ran it still holds
+    # (a worker or an object there keeps them): the owner's node now counts that
+    # node as a borrower, before it unpins them for the finished task.
+    borrowed: list[str] = []
+    # Refs nested in the returns that the node that ran it now holds on behalf
+    # of the receiving node (which keeps the returns), until it releases them.
+    kept: list[str] = []
 
 
 class TasksDone(Message):
@@ -86,6 +93,42 @@ class FreeObjects(Message):
     object_ids: list[str]
 
 
+class BorrowObjects(Message):
+    """Node `node_id` now holds refs to these objects (`borrowed`) and no longer
+    holds these (`released`): the receiving node counts it as one holder while
+    it does. Batched per loop turn."""
+
+    kind: Literal["BorrowObjects"] = "BorrowObjects"
+    node_id: str
+    borrowed: list[str] = []
+    released: list[str] = []
+
+
+class ResolveObjects(Message):
+    """Send back each object (or where it is) once it exists: the sender's node
+    holds refs that the receiving node's processes own (`owners`: object id ->
+    owner worker id hex)."""
+
+    kind: Literal["ResolveObjects"] = "ResolveObjects"
+    owners: dict[str, str]
+
+
+class ResolvedObject(Record):
+    """An object a node asked for: inline in frame `buf`, or in the store of
+    the node at `address` (pull it from there)."""
+
+    object_id: str
+    size: int
+    buf: int = -1
+    address: str = ""
+    is_error: bool = False
+
+
+class ObjectsResolved(Message):
+    kind: Literal["ObjectsResolved"] = "ObjectsResolved"
+    objects: list[ResolvedObject]
+
+
 class CancelForwarded(Message):
     kind: Literal["CancelForwarded"] = "CancelForwarded"
     task_id: str
@@ -94,5 +137,8 @@ class CancelForwarded(Message):
 
 # KillActor: zray.kill() of an actor this node hosts, from a caller on another node.
 NODE_REQUESTS: list[type[Message]] = [ForwardTasks, PullObject, FreeObjects, CancelForwarded,
-                                      KillActor]
-NODE_REPLIES: list[type[Message]] = [TasksDone, ObjectChunk, ObjectMissing, ErrorReply]
+                                      KillActor, BorrowObjects, ResolveObjects]
+# BorrowObjects also comes back on the connection a node forwarded tasks on,
+# after the TasksDone that registered those borrows.
+NODE_REPLIES: list[type[Message]] = [TasksDone, ObjectChunk, ObjectMissing, ErrorReply,
+                                     BorrowObjects, ObjectsResolved]

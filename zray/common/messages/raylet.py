@@ -77,6 +77,9 @@ class GetObjects(Message):
     kind: Literal["GetObjects"] = "GetObjects"
     object_ids: list[str]
     fetch: bool = True
+    # The owners (`WORKER@NODE`, see owners.py) of the refs among these that the
+    # sender borrows: the raylet asks the owner's node for objects it lacks.
+    owners: dict[str, str] = {}
 
 
 class ObjectsReady(Message):
@@ -86,7 +89,7 @@ class ObjectsReady(Message):
 
 class ReleaseObjects(Message):
     """Reference changes of the sender, applied in order: first `borrowed`
-    (refs it now holds that another process owns, keyed by owner worker id),
+    (refs it now holds that another process owns, keyed by owner `WORKER@NODE`),
     then `object_ids` (refs it no longer holds, owned or borrowed)."""
 
     kind: Literal["ReleaseObjects"] = "ReleaseObjects"

@@ -27,15 +27,18 @@ from zray.common.messages.base import ErrorReply, Message
 from zray.common.messages.node import (
     NODE_REPLIES,
     NODE_REQUESTS,
+    BorrowObjects,
     CancelForwarded,
     ForwardedTask,
     ForwardTasks,
     FreeObjects,
     ObjectChunk,
     ObjectMissing,
+    ObjectsResolved,
     PullObject,
     RemoteArg,
     RemoteResult,
+    ResolveObjects,
     TasksDone,
 )
 from zray.common.messages.raylet import KillActor, split_frames
@@ -81,6 +84,8 @@ class NodeLinks:
             FreeObjects: self.on_free,
             CancelForwarded: self.on_cancel_forwarded,
             KillActor: self.on_kill_actor,
+            BorrowObjects: raylet.remote_refs.on_borrow,
+            ResolveObjects: raylet.remote_refs.on_resolve,
         }, routed=True)
         self.nodes: dict[str, NodeInfo] = {}
         self.dead: set[str] = set()
@@ -135,9 +140,19 @@ class NodeLinks:
                 ObjectChunk: self.on_chunk,
                 ObjectMissing: self.on_missing,
                 ErrorReply: self.on_error,
+                BorrowObjects: self.r.remote_refs.on_borrow,
+                ObjectsResolved: self.r.remote_refs.on_resolved,
             }, routed=False)
             self._socks[address] = sock
         return sock
+
+    def send_to_node(self, node_id: str, msg: Message, frames: list[Any] | None = None) -> bool:
+        """Send a request to a live peer; False if it is not reachable."""
+        info = self.peer(node_id)
+        if info is None:
+            return False
+        self.r.send(self._sock(info.address), [], msg, frames or [])
+        return True
 
     def on_error(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
         assert isinstance(msg, ErrorReply)
@@ -198,6 +213,8 @@ class NodeLinks:
                 else:
                     returns.append(loc)
             task.forwarded_to = ""
+            self.r.remote_refs.borrowed_by(msg.node_id, result.borrowed)  # before its pins go
+            self.r.remote_refs.kept_by(msg.node_id, result.kept)
             self.r.finish_forwarded(task, returns, bufs, result.app_error, result.contains)
 
     def free_remote(self, obj: LocalObject) -> None:
@@ -273,12 +290,15 @@ class NodeLinks:
             else:
                 locs.append(loc)
         result = RemoteResult(task_id=task.spec.task_id, returns=locs,
-                              app_error=any(loc.is_error for loc in returns), contains=contains or {})
+                              app_error=any(loc.is_error for loc in returns), contains=contains or {},
+                              borrowed=self.r.remote_refs.task_done(task),
+                              kept=self.r.remote_refs.keep_for_origin(task, contains))
         self.r.send(self.router, [origin], TasksDone(node_id=self.r.node_id, results=[result]), frames)
 
     def report_lost(self, task: Task, lost: list[str]) -> None:
         """A forwarded task cannot run here: an argument could not be fetched."""
-        result = RemoteResult(task_id=task.spec.task_id, returns=[], lost_args=lost)
+        result = RemoteResult(task_id=task.spec.task_id, returns=[], lost_args=lost,
+                              borrowed=self.r.remote_refs.task_done(task))
         self.r.send(self.router, [task.owner], TasksDone(node_id=self.r.node_id, results=[result]))
 
     def on_free(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:

@@ -70,6 +70,7 @@ from zray.services.gcs.subscriber import ServiceSubscriber
 from zray.services.raylet import pipelining
 from zray.services.raylet.actor_routes import ActorRoutes
 from zray.services.raylet.actors import ActorManager
+from zray.services.raylet.borrow_ledger import holder_node
 from zray.services.raylet.direct_calls import DirectCalls
 from zray.services.raylet.job_ends import JobEnds
 from zray.services.raylet.lineage import TASK_HEX, Lineage
@@ -79,6 +80,7 @@ from zray.services.raylet.object_store import SharedMemoryStore, check_shm, defa
 from zray.services.raylet.object_table import ObjectTable
 from zray.services.raylet.observe import RayletObserver
 from zray.services.raylet.placement import Situation, Where, decide
+from zray.services.raylet.remote_refs import RemoteRefs
 from zray.services.raylet.resources import fits, node_resources
 from zray.services.raylet.sched_link import SchedulerLink
 from zray.services.raylet.spill_dir import SpillDir
@@ -115,6 +117,7 @@ class Raylet(Service):
         self.free_gpus = list(range(int(self.total.get("GPU", 0))))
         self.tasks: dict[str, Task] = {}
         self.objects = ObjectTable()
+        self.remote_refs = RemoteRefs(self)
         self.lineage = Lineage()
         self.spill_dir = settings.spill_dir or os.path.join(self.session_dir, "spill")
         self.memory = StoreMemory(self.store, SpillDir(self.spill_dir), self.objects,
@@ -287,7 +290,10 @@ class Raylet(Service):
             self.actors.call_submitted(task, direct_to)
         elif task.missing == 0:
             self._enqueue(task)
+        if task.missing and self.remote_refs.ledger.owner_nodes:
+            self.remote_refs.args_missing(task)
         if spec.origin_node:
+            self.remote_refs.forwarded(task)
             return  # the node that forwarded it keeps its lineage
         self.gcs.write(TASKS, spec.task_id,
                        wire.pack_blobs([spec.__pydantic_serializer__.to_json(spec), *bufs]))
@@ -634,6 +640,8 @@ class Raylet(Service):
                 self._enqueue(task)
         for ident, fetch in sealed.clients:
             self._push(ident, sealed.obj, fetch)
+        if self.remote_refs.waiters:
+            self.remote_refs.sealed(sealed.obj)
         if in_store:
             info = ObjectInfo(object_id=oid, size=size, locations=[self.node_id],
                               task_id=oid[:32], is_put=bool(int(oid[32:], 16) & 0x8000_0000))
@@ -693,6 +701,8 @@ class Raylet(Service):
             obj = self.objects.entry(oid)
             if not obj.ready:
                 obj.waiting_clients.append((ident, msg.fetch))
+                if oid in msg.owners:  # a borrowed ref: its owner may be elsewhere, or gone
+                    self.remote_refs.unready(obj, msg.owners[oid])
             elif msg.fetch and obj.spilled and not self.memory.restore(obj):
                 self.restore_waiting.append((ident, oid))
             else:
@@ -743,17 +753,16 @@ class Raylet(Service):
         holder = route[0]
         # Borrows first: a ref borrowed and dropped in one report nets out.
         for owner, oids in msg.borrowed.items():
-            # With one node every owner is local; with several, a borrow of an
-            # object owned elsewhere would be forwarded to the owner's raylet.
-            del owner
             for oid in oids:
                 self.objects.hold(self.objects.entry(oid), holder)
+            self.remote_refs.borrowed(owner, oids)  # owned on another node: tell it
         for oid in msg.object_ids:
             obj = self.objects.drop(oid, holder)
             if obj is not None:
                 self._maybe_free(obj)
 
     def _maybe_free(self, obj: LocalObject) -> None:
+        self.remote_refs.maybe_released(obj)
         if self.objects.freeable(obj):
             self._free(obj)
 
@@ -784,6 +793,8 @@ class Raylet(Service):
         """Who a holder is, for `zray memory` and the full-store error."""
         client = self.clients.get(ident)
         worker = self.pool.workers.get(ident)
+        if holder_node(ident):
+            return f"node {holder_node(ident)[:12]} (borrower)"
         if worker is not None and worker.actor_id is not None:
             return f"actor {worker.actor_id[:12]} (pid {worker.pid})"
         if client is None:
@@ -956,6 +967,7 @@ class Raylet(Service):
         if self.links is None or node_id in self.links.dead:
             return
         address = self.links.forget(node_id)  # first: nothing below may be sent there
+        self.remote_refs.node_died(node_id, reason)
         why = f"node {node_id[:12]} died ({reason})"
         log.warning("%s: %s; failing over its work", self.name, why)
         lost = [o for o in self.objects.objects.values()
