@@ -33,6 +33,8 @@ _EXPORTS = {
     "GetTimeoutError": "zray.common.errors",
     "ObjectLostError": "zray.common.errors",
     "ObjectStoreFullError": "zray.common.errors",
+    "OutOfMemoryError": "zray.common.errors",
+    "RayletDiedError": "zray.common.errors",
     "TaskCancelledError": "zray.common.errors",
     "TaskError": "zray.common.errors",
     "WorkerCrashedError": "zray.common.errors",
@@ -43,7 +45,8 @@ _EXPORTS = {
 __all__ = [
     "ActorDiedError", "get_actor", "kill", "method",
     "GetTimeoutError", "ObjectLostError", "ObjectRef", "ObjectStoreFullError",
-    "TaskCancelledError", "TaskError", "WorkerCrashedError", "available_resources", "cancel",
+    "OutOfMemoryError", "RayletDiedError", "TaskCancelledError", "TaskError", "WorkerCrashedError",
+    "available_resources", "cancel",
     "cluster_resources", "exceptions", "get", "get_runtime_context", "init", "is_initialized",
     "kv", "nodes", "put", "remote", "shutdown", "timeline", "wait",
 ]
@@ -90,6 +93,8 @@ if TYPE_CHECKING:
         GetTimeoutError,
         ObjectLostError,
         ObjectStoreFullError,
+        OutOfMemoryError,
+        RayletDiedError,
         TaskCancelledError,
         TaskError,
         WorkerCrashedError,

@@ -26,6 +26,10 @@ class ProtocolError(ZrayError):
     """A message could not be decoded (bad frames, version, kind or body)."""
 
 
+class RayletDiedError(ConnectionFailedError):
+    """The raylet this driver is attached to died: results it was to deliver are lost."""
+
+
 class RequestError(ZrayError):
     """A service answered a request with an error reply."""
 
@@ -44,6 +48,10 @@ class ObjectLostError(ZrayError):
 
 class WorkerCrashedError(ZrayError):
     """The worker process running a task died, and retries ran out."""
+
+
+class OutOfMemoryError(WorkerCrashedError):
+    """The worker running a task was killed for lack of memory, and retries ran out."""
 
 
 class NodeDiedError(WorkerCrashedError):

@@ -49,6 +49,9 @@ class RemoteResult(Record):
     # Arguments this node could not fetch: the task did not run; the owner's
     # node reruns it once they are back (rebuilt if their node died).
     lost_args: list[str] = []
+    # Objects of this node that the returns nest (e.g. a put's ref returned in a
+    # list): inline ones as frames, store ones kept here for the owner's node.
+    nested: list[ObjectLoc] = []
 
 
 class TasksDone(Message):
