@@ -33,7 +33,7 @@ def test_lost_chain_is_rebuilt_and_running_tasks_rerun(cluster: Head) -> None:
         del a, b                     # only the end of the chain is referenced
         lost = make.options(scheduling_strategy=ON_N2, max_retries=0).remote(2)
         zray.wait([lost], fetch_local=False)
-        running = slow.options(scheduling_strategy=ON_N2, max_retries=2).remote(5)
+        running = slow.options(scheduling_strategy=ON_N2, max_retries=2).remote(20)  # outlasts the kill
         step("ready")
         value = zray.get(c, timeout=90)
         try:
