@@ -12,6 +12,7 @@ raylet every `--every` seconds. The report: faults injected, rounds and
 tasks, wrong results (must be 0), recovery time per fault (kill to the next
 round completed, i.e. until reruns and lineage replay caught up), throughput
 with and without faults, and whether all resources are free again at the end.
+`run()` is the same run for tests (tests/chaos).
 """
 
 from __future__ import annotations
@@ -35,11 +36,13 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 
 DRIVER = textwrap.dedent("""
-    import json, sys, time
+    import json, os, sys, time
     import numpy as np
     import zray
 
+    # Runs for calm + chaos seconds, or until the file STOP (optional) exists.
     calm, chaos, log_path = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+    stop = sys.argv[4] if len(sys.argv) > 4 else ""
     zray.init("auto")
 
     @zray.remote(max_retries=5)
@@ -68,7 +71,7 @@ DRIVER = textwrap.dedent("""
     start = time.time()
     rounds = tasks = wrong = 0
     with open(log_path, "w") as log:
-        while time.time() - start < calm + chaos:
+        while time.time() - start < calm + chaos and not (stop and os.path.exists(stop)):
             xs = list(range(rounds * 50, rounds * 50 + 50))
             refs = [square.options(scheduling_strategy="SPREAD").remote(x) for x in xs]
             chains = []
@@ -110,16 +113,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calm", type=float, default=20.0)
-    parser.add_argument("--chaos", type=float, default=40.0)
-    parser.add_argument("--every", type=float, default=4.0)
-    parser.add_argument("--json", dest="json_out")
-    parser.add_argument("--keep-logs", help="copy the session folders (logs) here at the end")
-    args = parser.parse_args()
-    root = tempfile.mkdtemp(prefix="zchaos-")
+def run(calm: float, chaos: float, every: float, root: str | None = None,
+        keep_logs: str | None = None) -> dict[str, Any]:
+    """Start the 4-node cluster under `root` (a new folder by default), run the
+    workload and the killer, stop everything; returns the report."""
+    root = root or tempfile.mkdtemp(prefix="zchaos-")
     port = free_port()
     kills: list[float] = []
     try:
@@ -134,7 +132,7 @@ def main() -> None:
                 raise SystemExit(out.stdout + out.stderr)
         log_path = os.path.join(root, "rounds.log")
         env = dict(os.environ, ZRAY_SESSION_ROOT=root)
-        driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(args.calm), str(args.chaos), log_path],
+        driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(calm), str(chaos), log_path],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                   cwd=str(REPO))
         began = time.time()
@@ -142,9 +140,9 @@ def main() -> None:
 
         def killer() -> None:
             rng = random.Random(7)
-            if stop.wait(args.calm):
+            if stop.wait(calm):
                 return
-            while not stop.wait(args.every):
+            while not stop.wait(every):
                 victims = [n for n in status(root)["nodes"] if n["alive"] and n["node_name"] != "head"]
                 if not victims:
                     continue
@@ -157,15 +155,20 @@ def main() -> None:
 
         thread = threading.Thread(target=killer, daemon=True)
         thread.start()
-        out_text, err_text = driver.communicate(timeout=args.calm + args.chaos + 600)
-        stop.set()
-        thread.join()
+        try:
+            out_text, err_text = driver.communicate(timeout=calm + chaos + 600)
+        finally:
+            stop.set()
+            thread.join()
+            if driver.poll() is None:
+                driver.kill()
+                driver.communicate()
         if driver.returncode:
             raise SystemExit(f"driver failed:\n{out_text}\n{err_text}")
         result = json.loads(out_text.strip().splitlines()[-1])
         rows = [line.split() for line in Path(log_path).read_text().splitlines()]
         done = [(float(t), int(n)) for t, _, n, _ in rows]
-        calm_end = began + args.calm
+        calm_end = began + calm
         calm_tasks = [n for t, n in done if t <= calm_end]
         calm_rate = (calm_tasks[-1] / (calm_end - began)) if calm_tasks else 0.0
         chaos_rows = [(t, n) for t, n in done if t > calm_end]
@@ -176,33 +179,55 @@ def main() -> None:
             after = [t for t, _ in done if t > kill]
             if after:
                 recovery.append(after[0] - kill)
-        # Let the restarted raylets settle, then every CPU must be free again.
+        # Let the restarted raylets settle (the driver has ended: its actors are
+        # gone), then every resource of every live node must be free again.
         deadline = time.time() + 30
         while True:
             nodes = [n for n in status(root)["nodes"] if n["alive"]]
-            free = all(n["resources_available"].get("CPU") == n["resources_total"].get("CPU")
-                       for n in nodes)
-            if free or time.time() > deadline:
+            busy = {n["node_name"]: {k: (n["resources_available"].get(k), total)
+                                     for k, total in n["resources_total"].items()
+                                     if n["resources_available"].get(k) != total}
+                    for n in nodes}
+            busy = {name: diff for name, diff in busy.items() if diff}
+            if not busy or time.time() > deadline:
                 break
             time.sleep(0.5)
-        report = {
+        final = status(root)
+        services = final.get("services", [])
+        return {
             "faults": len(kills), "rounds": result["rounds"], "tasks": result["tasks"],
             "wrong_results": result["wrong"],
             "recovery_s": {"median": sorted(recovery)[len(recovery) // 2] if recovery else None,
                            "max": max(recovery) if recovery else None, "all": recovery},
             "tasks_per_s_calm": calm_rate, "tasks_per_s_chaos": chaos_rate,
             "throughput_loss": 1 - chaos_rate / calm_rate if calm_rate else None,
-            "all_cpus_free_at_end": free, "alive_nodes_at_end": len(nodes),
+            "all_resources_free_at_end": not busy, "resources_still_held": busy,
+            "all_cpus_free_at_end": not any("CPU" in diff for diff in busy.values()),
+            "alive_nodes_at_end": len(nodes),
+            "store_dirs": sorted({n["store_dir"] for n in final["nodes"] if n.get("store_dir")}),
+            "raylet_restarts": sum(s.get("restarts", 0) for s in services if "raylet" in s.get("name", "")),
         }
-        print(json.dumps(report, indent=1))
-        if args.json_out:
-            Path(args.json_out).write_text(json.dumps(report, indent=1))
     finally:
-        if args.keep_logs:
-            shutil.copytree(root, args.keep_logs, dirs_exist_ok=True,
+        if keep_logs:
+            shutil.copytree(root, keep_logs, dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns("*.sock", "sockets", "gcs"))
         cli(root, "stop")
         shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calm", type=float, default=20.0)
+    parser.add_argument("--chaos", type=float, default=40.0)
+    parser.add_argument("--every", type=float, default=4.0)
+    parser.add_argument("--json", dest="json_out")
+    parser.add_argument("--keep-logs", help="copy the session folders (logs) here at the end")
+    args = parser.parse_args()
+    report = run(args.calm, args.chaos, args.every, keep_logs=args.keep_logs)
+    print(json.dumps(report, indent=1))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

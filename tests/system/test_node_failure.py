@@ -6,126 +6,22 @@ back as a new node."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import signal
-import subprocess
-import sys
-import textwrap
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from tests.conftest import REPO_ROOT, poll_for, short_tmpdir
-from tests.system.clusters import Head, started_cluster
+from tests.conftest import poll_for
+from tests.system.clusters import Head
+from tests.system.node_faults import (  # noqa: F401  (three_nodes: the fixture `cluster`)
+    Driver,
+    kill_node,
+    nodes,
+    three_nodes,
+    wait_declared_dead,
+)
 
 pytestmark = pytest.mark.timeout(240)
-
-PRELUDE = textwrap.dedent("""
-    import json, os, sys, time
-    import numpy as np
-    import zray
-    from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    zray.init("auto")
-    NODES = {n["NodeName"]: n["NodeID"] for n in zray.nodes() if n["Alive"]}
-    ON_N2 = NodeAffinitySchedulingStrategy(NODES["n2"], soft=True)
-
-    @zray.remote
-    def make(mb):
-        return np.ones(mb * 1024 * 1024 // 8)
-
-    @zray.remote
-    def plus(a, x):
-        return a + x
-
-    @zray.remote
-    def slow(seconds):
-        time.sleep(seconds)
-        return zray.get_runtime_context().get_node_id()
-
-    def step(name):  # tell the test where the driver is, then wait for its go-ahead
-        print(name, flush=True)
-        go = os.path.join(sys.argv[1], name)
-        while not os.path.exists(go):
-            time.sleep(0.05)
-""")
-
-
-@pytest.fixture
-def cluster() -> Iterator[Head]:
-    # Declared dead after ~1 s of silence.
-    with started_cluster("zf-", ["--num-cpus", "1", "--node-name", "head", "--no-dashboard"],
-                         nodes=[["--num-cpus", "1", "--node-name", name] for name in ("n2", "n3")],
-                         env={"ZRAY_SCHED_NODE_TIMEOUT": "1.0"}) as h:
-        yield h
-
-
-def nodes(head: Head) -> list[dict[str, Any]]:
-    out = head.cli("status", "--json")
-    assert out.returncode == 0, out.stderr
-    return list(json.loads(out.stdout)["nodes"])
-
-
-def node(head: Head, name: str) -> dict[str, Any]:
-    return next(n for n in nodes(head) if n["node_name"] == name and n["alive"])
-
-
-class Driver:
-    """A driver program run step by step: it prints a step's name and waits for go(name)."""
-
-    def __init__(self, head: Head, body: str) -> None:
-        self.folder = short_tmpdir("zd-")
-        env = dict(os.environ, ZRAY_SESSION_ROOT=head.root, PYTHONUNBUFFERED="1",
-                   PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p))
-        self.proc = subprocess.Popen([sys.executable, "-c", PRELUDE + textwrap.dedent(body), self.folder],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-    def reached(self, name: str, timeout: float = 90.0) -> None:
-        assert self.proc.stdout is not None
-        import selectors
-
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        lines: list[str] = []
-
-        def arrived() -> bool:
-            if sel.select(0.05):
-                line = self.proc.stdout.readline()  # type: ignore[union-attr]
-                lines.append(line)
-                if not line:
-                    raise AssertionError(f"driver ended early:\n{''.join(lines)}{self.proc.stderr.read()}")  # type: ignore[union-attr]
-            return any(line.strip() == name for line in lines)
-
-        poll_for(arrived, timeout, interval=0.01, what=f"the driver to reach {name}")
-
-    def go(self, name: str) -> None:
-        open(os.path.join(self.folder, name), "w").close()
-
-    def finish(self, timeout: float = 120.0) -> dict[str, Any]:
-        out, err = self.proc.communicate(timeout=timeout)
-        shutil.rmtree(self.folder, ignore_errors=True)
-        assert self.proc.returncode == 0, f"driver failed:\n{out}\n{err}"
-        return dict(json.loads(out.strip().splitlines()[-1]))
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.communicate()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def kill_node(head: Head, name: str, sig: int = signal.SIGKILL) -> dict[str, Any]:
-    info = node(head, name)
-    os.kill(info["pid"], sig)
-    return info
-
-
-def wait_declared_dead(head: Head, node_id: str) -> None:
-    poll_for(lambda: any(n["node_id"] == node_id and not n["alive"] for n in nodes(head)), 30,
-             interval=0.2, what=f"node {node_id[:12]} to be declared dead")
 
 
 def test_lost_chain_is_rebuilt_and_running_tasks_rerun(cluster: Head) -> None:
@@ -137,7 +33,7 @@ def test_lost_chain_is_rebuilt_and_running_tasks_rerun(cluster: Head) -> None:
         del a, b                     # only the end of the chain is referenced
         lost = make.options(scheduling_strategy=ON_N2, max_retries=0).remote(2)
         zray.wait([lost], fetch_local=False)
-        running = slow.options(scheduling_strategy=ON_N2, max_retries=2).remote(5)
+        running = slow.options(scheduling_strategy=ON_N2, max_retries=2).remote(20)  # outlasts the kill
         step("ready")
         value = zray.get(c, timeout=90)
         try:

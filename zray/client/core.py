@@ -19,6 +19,7 @@ import zmq
 
 from zray.client.direct_calls import REPORT_LINGER, DirectCaller
 from zray.client.object_ref import ObjectRef, set_tracker
+from zray.client.raylet_watch import CHECK_SECONDS, RayletWatch
 from zray.client.references import References
 from zray.client.store import map_object, write_object
 from zray.client.task_context import TaskContext, TaskContextMixin
@@ -29,6 +30,7 @@ from zray.common.errors import (
     GetTimeoutError,
     ObjectLostError,
     ObjectStoreFullError,
+    RayletDiedError,
     RequestError,
     TaskError,
     ZrayError,
@@ -136,6 +138,7 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
         self._init_direct()
         self._next_req = 0
         self.closed = False
+        self.watch: RayletWatch | None = None
         reg = self._register(job_id, connect_timeout)
         self.node_id = reg.node_id
         self.job_id = JobID.from_hex(reg.job_id) if reg.job_id else None
@@ -145,6 +148,9 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
         self.inline_limit = reg.inline_limit
         self.store_full_timeout = reg.store_full_timeout
         self.gcs = GcsClient(reg.gcs_address, ctx=self.ctx)
+        if is_driver:
+            self.watch = RayletWatch(self.sock, reg.raylet_pid, reg.node_id, raylet_address)
+            self.poller.register(self.watch.monitor, zmq.POLLIN)
         # Workers send the results of tasks this process owns straight here.
         self.inbox = configure(self.ctx.socket(zmq.PULL))  # type: ignore[no-redef]
         bind(self.inbox, owner_address(self.session_dir, worker_id.hex()))
@@ -167,6 +173,8 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
         return reply
 
     def send(self, msg: Message, buffers: Sequence[Any] = ()) -> None:
+        if self.watch is not None and self.watch.lost:
+            raise RayletDiedError(self.watch.lost)
         with self.lock:
             self._flush_submits()
             self._flush_reports()
@@ -307,6 +315,8 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
         ms = -1 if timeout is None else max(0, int(timeout * 1000))
         events = self.poller.poll(ms)
         if not events:
+            if self.watch is not None:
+                self.watch.check()
             return False
         self._process(events)
         return True
@@ -320,6 +330,8 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
             while self._outq:
                 send_frames(self.sock, self._outq.popleft())
             self.on_wake()
+        if self.watch is not None and readable(self.watch.monitor):
+            self.watch.on_event()
         while True:
             got = False
             if self.inbox is not None and readable(self.inbox):
@@ -517,7 +529,7 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
                     return False
                 self._flush_reports(REPORT_LINGER)
                 self._flush_refs()
-                wait = remaining if remaining is not None else 1.0
+                wait = min(remaining, CHECK_SECONDS) if remaining is not None else CHECK_SECONDS
                 self._pump(min(wait, REPORT_LINGER) if self._reports else wait)
             return True
         finally:
@@ -617,11 +629,13 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
                 return
             try:
                 self.send(DisconnectClient())
-            except zmq.ZMQError:
+            except (zmq.ZMQError, RayletDiedError):
                 pass
             self.closed = True
             set_tracker(None)
             self._flush_event.set()  # let the flusher thread see `closed` and end
+            if self.watch is not None:
+                self.watch.close()
             self.sock.setsockopt(zmq.LINGER, 200)
             self.sock.close()
             if self.inbox is not None:

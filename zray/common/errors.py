@@ -30,6 +30,10 @@ class ProtocolError(ZrayError):
     """A message could not be decoded (bad frames, version, kind or body)."""
 
 
+class RayletDiedError(ConnectionFailedError):
+    """The raylet this driver is attached to died: results it was to deliver are lost."""
+
+
 class RequestError(ZrayError):
     """A service answered a request with an error reply."""
 
@@ -52,6 +56,10 @@ class OwnerDiedError(ObjectLostError):
 
 class WorkerCrashedError(ZrayError):
     """The worker process running a task died, and retries ran out."""
+
+
+class OutOfMemoryError(WorkerCrashedError):
+    """The worker running a task was killed for lack of memory, and retries ran out."""
 
 
 class NodeDiedError(WorkerCrashedError):

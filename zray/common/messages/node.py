@@ -57,6 +57,9 @@ class RemoteResult(Record):
     # Refs nested in the returns that the node that ran it now holds on behalf
     # of the receiving node (which keeps the returns), until it releases them.
     kept: list[str] = []
+    # Objects of this node that the returns nest (e.g. a put's ref returned in a
+    # list): inline ones as frames, store ones kept here for the owner's node.
+    nested: list[ObjectLoc] = []
 
 
 class TasksDone(Message):

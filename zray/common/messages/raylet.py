@@ -29,6 +29,8 @@ class ClientRegistered(Message):
     inline_limit: int
     # Longest a create may wait for store memory before the raylet refuses it.
     store_full_timeout: float = 10.0
+    # Drivers watch it: when it exits, their waits fail at once.
+    raylet_pid: int = 0
 
 
 class SubmitTasks(Message):

@@ -216,15 +216,19 @@ class NodeLinks:
             self.r.remote_refs.borrowed_by(msg.node_id, result.borrowed)  # before its pins go
             self.r.remote_refs.kept_by(msg.node_id, result.kept)
             self.r.finish_forwarded(task, returns, bufs, result.app_error, result.contains)
+            self._seal_nested(msg.node_id, result, bufs)
 
     def free_remote(self, obj: LocalObject) -> None:
         """This node let go of an object whose bytes another node keeps for it."""
-        info = self.nodes.get(obj.location)
+        self._free_at(obj.location, obj.object_id)
+
+    def _free_at(self, node_id: str, oid: str) -> None:
+        info = self.nodes.get(node_id)
         if info is None:
             return
         if not self._frees:
             self.r.after_batch(self._flush_frees)
-        self._frees.setdefault(info.address, []).append(obj.object_id)
+        self._frees.setdefault(info.address, []).append(oid)
 
     def _flush_frees(self) -> None:
         frees, self._frees = self._frees, {}
@@ -289,11 +293,57 @@ class NodeLinks:
                 frames.append(bufs[loc.buf])
             else:
                 locs.append(loc)
+        contains = dict(contains or {})
+        nested = self._nested_copies(contains, origin, frames)
         result = RemoteResult(task_id=task.spec.task_id, returns=locs,
-                              app_error=any(loc.is_error for loc in returns), contains=contains or {},
+                              app_error=any(loc.is_error for loc in returns), contains=contains,
                               borrowed=self.r.remote_refs.task_done(task),
-                              kept=self.r.remote_refs.keep_for_origin(task, contains))
+                              kept=self.r.remote_refs.keep_for_origin(task, contains),
+                              nested=nested)
         self.r.send(self.router, [origin], TasksDone(node_id=self.r.node_id, results=[result]), frames)
+
+    def _nested_copies(self, contains: dict[str, list[str]], origin: bytes,
+                       frames: list[Any]) -> list[ObjectLoc]:
+        """The objects of this node that a forwarded task's returns nest, at any
+        depth (a put's ref returned in a list): small ones travel inline in
+        `frames`; store ones stay here, held for the origin until it frees them.
+        Their own nesting is added to `contains`."""
+        locs: list[ObjectLoc] = []
+        seen: set[str] = set()
+        todo = [oid for inner in list(contains.values()) for oid in inner]
+        while todo:
+            oid = todo.pop(0)
+            obj = self.r.objects.get(oid)
+            if oid in seen or obj is None or not obj.ready or obj.location:
+                continue  # not here (e.g. a ref the task borrowed): its owner keeps it
+            seen.add(oid)
+            if obj.in_store or obj.spilled:
+                self.r.objects.hold(obj, origin)
+                locs.append(ObjectLoc(object_id=oid, size=obj.size, in_store=True, is_error=obj.is_error))
+            elif obj.data is not None:
+                locs.append(ObjectLoc(object_id=oid, size=obj.size, buf=len(frames), is_error=obj.is_error))
+                frames.append(obj.data)
+            else:
+                continue
+            if obj.contains:
+                contains[oid] = list(obj.contains)
+                todo.extend(obj.contains)
+        return locs
+
+    def _seal_nested(self, node_id: str, result: RemoteResult, bufs: list[Any]) -> None:
+        """Objects a forwarded task's returns nest, sent with them (after the
+        returns, which keep them alive through their nesting)."""
+        for loc in result.nested:
+            obj = self.r.objects.entry(loc.object_id)
+            if obj.ready:
+                if loc.in_store:  # a copy is here already: the node need not keep one
+                    self._free_at(node_id, loc.object_id)
+                continue
+            if loc.in_store:
+                obj.location = node_id
+            data = bufs[loc.buf] if loc.buf >= 0 else None
+            self.r.seal_copy(loc.object_id, loc.size, data, False, loc.is_error,
+                             contains=result.contains.get(loc.object_id))
 
     def report_lost(self, task: Task, lost: list[str]) -> None:
         """A forwarded task cannot run here: an argument could not be fetched."""

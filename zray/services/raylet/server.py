@@ -25,6 +25,7 @@ from zray.common.errors import (
     NodeDiedError,
     ObjectLostError,
     ObjectStoreFullError,
+    OutOfMemoryError,
     TaskCancelledError,
     TaskUnschedulableError,
     WorkerCrashedError,
@@ -216,7 +217,7 @@ class Raylet(Service):
             session_dir=self.session_dir, store_dir=self.store_dir,
             gcs_address=self.settings.gcs_address, log_address=self.log_address,
             inline_limit=self.settings.inline_limit,
-            store_full_timeout=self.settings.store_full_timeout))
+            store_full_timeout=self.settings.store_full_timeout, raylet_pid=os.getpid()))
         self.schedule_soon()
 
     @staticmethod
@@ -880,24 +881,25 @@ class Raylet(Service):
             # finished tasks are not taken for lost ones.
             self._readers[self.router].drain_batch()
         for worker, code in dead:
+            how = worker.exit_how or describe_exit(code)
             self.clients.pop(worker.worker_id, None)
             for obj in self.objects.drop_holder(worker.worker_id):
                 self._maybe_free(obj)
             tasks = list(worker.tasks)
             if worker.actor_id is not None and not tasks:
                 self._release_lease(worker)
-                self.actors.worker_died(worker, [], describe_exit(code))
+                self.actors.worker_died(worker, [], how)
                 continue
             if not tasks:
                 if code != 0 and self.status.value == "running":
-                    log.warning("%s: idle worker pid %d %s", self.name, worker.pid, describe_exit(code))
+                    log.warning("%s: idle worker pid %d %s", self.name, worker.pid, how)
                 continue
             self._release_lease(worker)
             worker.tasks.clear()
             for task in tasks:
                 task.worker = None
             if worker.actor_id is not None:
-                self.actors.worker_died(worker, tasks, describe_exit(code))
+                self.actors.worker_died(worker, tasks, how)
                 continue
             head, queued = tasks[0], tasks[1:]
             for task in reversed(queued):  # never started: back to the front, no retry spent
@@ -906,7 +908,7 @@ class Raylet(Service):
                         f"task {task.spec.function_name} ({task.spec.task_id[:12]}) was cancelled"))
                 else:
                     self._enqueue(task, front=True)
-            self._worker_lost(head, worker, describe_exit(code))
+            self._worker_lost(head, worker, how)
         if dead:
             self._keep_pool_size()
             self.schedule_soon()
@@ -939,7 +941,8 @@ class Raylet(Service):
         elif task.retries_left > 0:
             self._retry(task, f"lost its worker pid {worker.pid} ({how})")
         else:
-            self.fail_task(task, WorkerCrashedError(
+            error = OutOfMemoryError if worker.oom else WorkerCrashedError
+            self.fail_task(task, error(
                 f"the worker (pid {worker.pid}) running task {task.spec.function_name} "
                 f"({task.spec.task_id[:12]}) {how}; retried {task.spec.attempt} times "
                 f"(max_retries={task.spec.max_retries}); see its log {worker.log_path}"))
@@ -998,8 +1001,9 @@ class Raylet(Service):
             obj.ready = False  # its task is queued or running already
             return
         if int(oid[TASK_HEX:], 16) & PUT_FLAG:
-            self._lose(obj, f"object {oid} was stored with zray.put and its only copy was on "
-                            f"{why}; a put cannot be rebuilt (keep a copy or return it from a task)")
+            self._lose(obj, f"object {oid} was stored with zray.put and its only copy was lost: "
+                            f"{why}; a put has no lineage, so it cannot be rebuilt (keep a copy "
+                            "elsewhere, or return the value from a task, which can be rerun)")
             return
         obj.ready = False
 
@@ -1061,9 +1065,10 @@ class Raylet(Service):
         self._complete(task, returns, bufs, contains)
         self.schedule_soon()
 
-    def seal_copy(self, oid: str, size: int, data: Any, in_store: bool, is_error: bool) -> None:
+    def seal_copy(self, oid: str, size: int, data: Any, in_store: bool, is_error: bool,
+                  contains: list[str] | None = None) -> None:
         """A copy of an object owned on another node arrived here."""
-        self._seal(oid, size, data, in_store, is_error)
+        self._seal(oid, size, data, in_store, is_error, contains=contains)
 
     def drop_hold(self, oid: str, holder: bytes) -> None:
         obj = self.objects.drop(oid, holder)

@@ -16,6 +16,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from zray.services.raylet.oom import OomWatch
+
 log = logging.getLogger(__name__)
 
 
@@ -37,6 +39,11 @@ class WorkerProc:
     # Set when the worker belongs to an actor for the rest of its life.
     actor_id: str | None = None
     started_at: float = field(default_factory=time.monotonic)
+    # The raylet signalled it (cancel, job end, stop): its death is no mystery.
+    killed: bool = False
+    # How it died, when known better than its exit code (e.g. an OOM kill).
+    exit_how: str = ""
+    oom: bool = False
 
     @property
     def pid(self) -> int:
@@ -50,7 +57,7 @@ class WorkerProc:
 def describe_exit(returncode: int) -> str:
     if returncode < 0:
         sig = signal.Signals(-returncode)
-        hint = " (killed by the OS, possibly for lack of memory)" if sig is signal.SIGKILL else ""
+        hint = " (not by zray; by the OS or a user)" if sig is signal.SIGKILL else ""
         return f"killed by {sig.name}{hint}"
     return f"exited with code {returncode}"
 
@@ -63,6 +70,7 @@ class WorkerPool:
         self.workers: dict[bytes, WorkerProc] = {}
         self.idle: list[WorkerProc] = []
         self.starting = 0
+        self.oom_watch = OomWatch()
         os.makedirs(log_dir, exist_ok=True)
 
     def spawn(self, fork: bool = False) -> WorkerProc:
@@ -121,6 +129,10 @@ class WorkerPool:
         for worker in list(self.workers.values()):
             code = worker.proc.poll()
             if code is not None:
+                if code == -signal.SIGKILL and not worker.killed:
+                    how = self.oom_watch.check()
+                    if how is not None:
+                        worker.oom, worker.exit_how = True, how
                 dead.append((worker, code))
                 self._forget(worker)
         return dead
@@ -133,6 +145,7 @@ class WorkerPool:
             self.starting -= 1
 
     def kill(self, worker: WorkerProc, sig: int = signal.SIGKILL) -> None:
+        worker.killed = True
         try:
             worker.proc.send_signal(sig)
         except ProcessLookupError:
