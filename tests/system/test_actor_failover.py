@@ -26,7 +26,7 @@ def cluster() -> Iterator[Head]:
     # Declared dead after ~1 s of silence.
     with started_cluster("za-", ["--num-cpus", "1", "--node-name", "head", "--no-dashboard"],
                          nodes=[["--num-cpus", "1", "--node-name", name] for name in ("n2", "n3")],
-                         env={"ZRAY_SCHED_NODE_TIMEOUT": "1.0"}) as h:
+                         env={"ZRAY_SCHED_NODE_TIMEOUT": "2.0"}) as h:
         yield h
 
 

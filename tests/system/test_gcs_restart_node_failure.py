@@ -33,7 +33,7 @@ def cluster() -> Iterator[Head]:
     with started_cluster("zg-", ["--num-cpus", "1", "--node-name", "head", "--no-dashboard",
                                  "--gcs-shards", str(SHARDS)],
                          nodes=[["--num-cpus", "1", "--node-name", name] for name in ("n2", "n3")],
-                         shards=SHARDS, env={"ZRAY_SCHED_NODE_TIMEOUT": "1.0"}) as h:
+                         shards=SHARDS, env={"ZRAY_SCHED_NODE_TIMEOUT": "2.0"}) as h:
         yield h
 
 

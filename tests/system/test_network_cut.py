@@ -70,7 +70,7 @@ class TwoHosts:
         self.env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
                     "PYTHONPATH": str(REPO_ROOT), "HOME": "/tmp", "LANG": "C.UTF-8",
                     "ZRAY_SESSION_ROOT": SESSIONS, "ZRAY_TOKEN": new_token(),
-                    "ZRAY_SCHED_NODE_TIMEOUT": "1.0", "PYTHONUNBUFFERED": "1"}
+                    "ZRAY_SCHED_NODE_TIMEOUT": "2.0", "PYTHONUNBUFFERED": "1"}
 
     def zray(self, host: netns.Host, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         argv = [sys.executable, "-c", "from zray.cli import main; main()", *args]

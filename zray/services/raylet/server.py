@@ -666,15 +666,17 @@ class Raylet(Service):
         self.outbox.setdefault(ident, []).append((obj, fetch))
 
     def _pushed_after_pull(self, ident: bytes, obj: LocalObject, error: str | None) -> None:
-        if error is None or not obj.ready:
-            # Here now; or lost with its node and being rebuilt: answered once sealed.
+        if error is None or not obj.ready or obj.is_error:
+            # Here now; or lost with its node and being rebuilt: answered once
+            # sealed; or found lost meanwhile: the error says why.
             if obj.ready:
                 self._push(ident, obj, True)
             else:
                 obj.waiting_clients.append((ident, True))
             return
+        where = f"node {obj.location[:12]}" if obj.location else "its node"
         payload = serialize_error(ObjectLostError(
-            f"object {obj.object_id} could not be fetched from node {obj.location[:12]}: {error}"))
+            f"object {obj.object_id} could not be fetched from {where}: {error}"))
         data = payload.to_bytes()
         self.send(self.router, [ident], ObjectsReady(objects=[ObjectLoc(
             object_id=obj.object_id, size=len(data), buf=0, is_error=True)]), [data])
