@@ -4,14 +4,16 @@
 
 An embedded cluster runs `--tasks` no-op tasks in batches whose results are
 dropped; after each batch the GCS shard's ping reports its task rows, the LMDB
-pages in use and its process RSS. Prints JSON with the samples and the trend
-(per 100,000 tasks, least squares over the second half) of each.
+pages in use and its process RSS (each sample also goes to stderr as it is
+taken). Prints JSON with the samples and the trend (per 100,000 tasks, least
+squares over the second half) of each.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,7 @@ def main() -> None:
     parser.add_argument("--json", dest="json_out")
     args = parser.parse_args()
     info = zray.init(num_cpus=2)
-    gcs = GcsClient(info["address"], timeout=10.0)
+    gcs = GcsClient(info["address"], timeout=60.0)
     samples: list[dict[str, Any]] = []
     start = time.time()
     try:
@@ -57,6 +59,7 @@ def main() -> None:
                             "task_rows": pong.entries.get("tasks", 0),
                             "object_rows": pong.entries.get("objects", 0),
                             "data_bytes": pong.data_bytes, "rss": pong.rss})
+            print(json.dumps(samples[-1]), file=sys.stderr, flush=True)  # progress
     finally:
         gcs.close()
         zray.shutdown()
