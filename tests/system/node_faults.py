@@ -1,5 +1,5 @@
 """Helpers of the node-failure tests: a three-node `zray start` cluster whose
-nodes are declared dead after ~1 s of silence, drivers run step by step, and
+nodes are declared dead after ~2 s of silence, drivers run step by step, and
 node lookups, kills and waits through `zray status --json`."""
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ PRELUDE = textwrap.dedent("""
 @pytest.fixture(name="cluster")
 def three_nodes() -> Iterator[Head]:
     """head, n2 and n3 with one CPU each."""
-    # Declared dead after ~1 s of silence.
+    # Declared dead after ~2 s of silence.
     with started_cluster("zf-", ["--num-cpus", "1", "--node-name", "head", "--no-dashboard"],
                          nodes=[["--num-cpus", "1", "--node-name", name] for name in ("n2", "n3")],
                          env={"ZRAY_SCHED_NODE_TIMEOUT": "2.0"}) as h:
@@ -71,30 +71,34 @@ def node(head: Head, name: str) -> dict[str, Any]:
 
 
 class Driver:
-    """A driver program run step by step: it prints a step's name and waits for go(name)."""
+    """A driver program run step by step: it prints a step's name and waits for go(name).
 
-    def __init__(self, head: Head, body: str) -> None:
+    `prelude` (default: this module's) runs before `body`; the folder of the
+    go-ahead files is its sys.argv[1]."""
+
+    def __init__(self, head: Head, body: str, prelude: str = PRELUDE) -> None:
         self.folder = short_tmpdir("zd-")
         env = dict(os.environ, ZRAY_SESSION_ROOT=head.root, PYTHONUNBUFFERED="1",
                    PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p))
-        self.proc = subprocess.Popen([sys.executable, "-c", PRELUDE + textwrap.dedent(body), self.folder],
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen([sys.executable, "-c", prelude + textwrap.dedent(body), self.folder],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
     def reached(self, name: str, timeout: float = 90.0) -> None:
-        assert self.proc.stdout is not None
         import selectors
 
+        assert self.proc.stdout is not None
         sel = selectors.DefaultSelector()
         sel.register(self.proc.stdout, selectors.EVENT_READ)
-        lines: list[str] = []
 
         def arrived() -> bool:
             if sel.select(0.05):
                 line = self.proc.stdout.readline()  # type: ignore[union-attr]
-                lines.append(line)
                 if not line:
-                    raise AssertionError(f"driver ended early:\n{''.join(lines)}{self.proc.stderr.read()}")  # type: ignore[union-attr]
-            return any(line.strip() == name for line in lines)
+                    raise AssertionError(f"driver ended early:\n{''.join(self.lines)}"
+                                         f"{self.proc.stderr.read()}")  # type: ignore[union-attr]
+                self.lines.append(line)
+            return any(line.strip() == name for line in self.lines)
 
         poll_for(arrived, timeout, interval=0.01, what=f"the driver to reach {name}")
 
@@ -104,7 +108,7 @@ class Driver:
     def finish(self, timeout: float = 120.0) -> dict[str, Any]:
         out, err = self.proc.communicate(timeout=timeout)
         shutil.rmtree(self.folder, ignore_errors=True)
-        assert self.proc.returncode == 0, f"driver failed:\n{out}\n{err}"
+        assert self.proc.returncode == 0, f"driver failed:\n{''.join(self.lines)}{out}\n{err}"
         return dict(json.loads(out.strip().splitlines()[-1]))
 
     def kill(self) -> None:

@@ -10,24 +10,19 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import poll_for
-from tests.system.clusters import Head, started_cluster
-from tests.system.test_node_failure import Driver, kill_node, wait_declared_dead
+from tests.system.clusters import Head
+from tests.system.node_faults import (  # noqa: F401  (three_nodes: the fixture `cluster`)
+    Driver,
+    kill_node,
+    three_nodes,
+    wait_declared_dead,
+)
 
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture
-def cluster() -> Iterator[Head]:
-    # Declared dead after ~1 s of silence.
-    with started_cluster("za-", ["--num-cpus", "1", "--node-name", "head", "--no-dashboard"],
-                         nodes=[["--num-cpus", "1", "--node-name", name] for name in ("n2", "n3")],
-                         env={"ZRAY_SCHED_NODE_TIMEOUT": "2.0"}) as h:
-        yield h
 
 
 BODY = """

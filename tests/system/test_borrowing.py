@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO_ROOT, poll_for, short_tmpdir
+from tests.conftest import poll_for
 from tests.system.clusters import Head, started_cluster
+from tests.system.node_faults import Driver
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -84,56 +82,11 @@ PRELUDE = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Head]:
-    """A head and node "n2", one CPU each; a silent node is declared dead after ~1 s."""
+    """A head and node "n2", one CPU each; a silent node is declared dead after ~2 s."""
     with started_cluster("zb-", ["--num-cpus", "1", "--node-name", "head", "--no-dashboard"],
                          nodes=[["--num-cpus", "1", "--node-name", "n2"]],
                          env={"ZRAY_SCHED_NODE_TIMEOUT": "2.0"}) as h:
         yield h
-
-
-class Driver:
-    """A driver program run step by step: it prints a step's name and waits for go(name)."""
-
-    def __init__(self, head: Head, body: str) -> None:
-        self.folder = short_tmpdir("zbd-")
-        env = dict(os.environ, ZRAY_SESSION_ROOT=head.root, PYTHONUNBUFFERED="1",
-                   PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH"))
-                                              if p))
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen([sys.executable, "-c", PRELUDE + textwrap.dedent(body), self.folder],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-    def reached(self, name: str, timeout: float = 90.0) -> None:
-        import selectors
-
-        assert self.proc.stdout is not None
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-
-        def arrived() -> bool:
-            if sel.select(0.05):
-                line = self.proc.stdout.readline()  # type: ignore[union-attr]
-                if not line:
-                    raise AssertionError(f"driver ended early:\n{''.join(self.lines)}"
-                                         f"{self.proc.stderr.read()}")  # type: ignore[union-attr]
-                self.lines.append(line)
-            return any(line.strip() == name for line in self.lines)
-
-        poll_for(arrived, timeout, interval=0.01, what=f"the driver to reach {name}")
-
-    def go(self, name: str) -> None:
-        open(os.path.join(self.folder, name), "w").close()
-
-    def finish(self, timeout: float = 120.0) -> dict[str, Any]:
-        out, err = self.proc.communicate(timeout=timeout)
-        assert self.proc.returncode == 0, f"driver failed:\n{''.join(self.lines)}{out}\n{err}"
-        return dict(json.loads(out.strip().splitlines()[-1]))
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.communicate()
-        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def status_nodes(head: Head) -> dict[str, dict[str, Any]]:
@@ -163,7 +116,7 @@ def wait_head_store(head: Head, pred: Any, what: str) -> None:
 
 @pytest.mark.parametrize("let_go", ["drop", "kill"])
 def test_actor_on_another_node_keeps_a_borrowed_ref_alive(cluster: Head, let_go: str) -> None:
-    driver = Driver(cluster, f"""
+    driver = Driver(cluster, prelude=PRELUDE, body=f"""
         x = zray.put(np.full(1024 * 1024, 7.0))     # 8 MiB in the head's store
         assert zray.get(start_keeper.options(scheduling_strategy=ON_N2).remote("k-{let_go}", [x]),
                         timeout=90) == 1
@@ -198,12 +151,12 @@ def test_actor_on_another_node_keeps_a_borrowed_ref_alive(cluster: Head, let_go:
             driver.go("let-go")
             out = driver.finish()
     finally:
-        driver.close()
+        driver.kill()
     assert out["value"] == [7.0], out
 
 
 def test_get_of_a_ref_whose_owner_exited_fails_at_once(cluster: Head) -> None:
-    first = Driver(cluster, """
+    first = Driver(cluster, prelude=PRELUDE, body="""
         x = zray.put(np.full(10, 5.0))      # small: only the head's raylet has its value
         assert zray.get(start_keeper.options(scheduling_strategy=ON_N2).remote(
             "orphan", [x], detached=True), timeout=90) == 1
@@ -212,8 +165,8 @@ def test_get_of_a_ref_whose_owner_exited_fails_at_once(cluster: Head) -> None:
     try:
         object_id = first.finish()["object_id"]  # its owner, this driver, exits
     finally:
-        first.close()
-    second = Driver(cluster, """
+        first.kill()
+    second = Driver(cluster, prelude=PRELUDE, body="""
         read = zray.get(call.options(scheduling_strategy=ON_N2).remote("orphan", "read"), timeout=90)
         zray.get(kill.options(scheduling_strategy=ON_N2).remote("orphan"), timeout=90)
         print(json.dumps(read))
@@ -221,14 +174,14 @@ def test_get_of_a_ref_whose_owner_exited_fails_at_once(cluster: Head) -> None:
     try:
         out = second.finish()
     finally:
-        second.close()
+        second.kill()
     assert out["error"] == "OwnerDiedError" and out["lost"], out
     assert object_id in out["text"] and "owner" in out["text"] and "exited" in out["text"], out
 
 
 def test_get_of_a_ref_whose_owner_node_died_fails(cluster: Head) -> None:
     """Runs last in this module: it kills node n2."""
-    driver = Driver(cluster, """
+    driver = Driver(cluster, prelude=PRELUDE, body="""
         # Big enough for the store: only n2 keeps it (a small one would travel
         # with the result and survive).
         box = zray.get(put_here.options(scheduling_strategy=ON_N2).remote(np.full(1 << 18, 3.0)),
@@ -248,7 +201,7 @@ def test_get_of_a_ref_whose_owner_node_died_fails(cluster: Head) -> None:
         driver.go("boxed")
         out = driver.finish()
     finally:
-        driver.close()
+        driver.kill()
     # The object was a put whose owner and only copy were on n2.
     assert out["error"] in ("OwnerDiedError", "ObjectLostError"), out
     assert out["object_id"] in out["text"] and victim["node_id"][:12] in out["text"], out

@@ -2,7 +2,7 @@
 namespaces on one bridge (tests/netns.py), the head (GCS, global scheduler,
 raylet, driver) and n2 (a raylet), each started by `zray start` as on two
 machines. Taking n2's link down makes it silent: it is declared dead within
-the ~1 s timeout, the task it was running reruns on the head, and an object
+the ~2 s timeout, the task it was running reruns on the head, and an object
 only n2 held is rebuilt by lineage replay. When the link comes back, n2 learns
 it was declared dead, stops (its results are no longer trusted), and its
 supervisor starts a raylet that joins as a new node."""
