@@ -239,6 +239,8 @@ class ActorManager:
             self.raylet.cancel_queued(actor.creation)
             self.died(actor, "it was killed with zray.kill() before it "
                              + ("started" if actor.state is ActorState.PENDING else "restarted"))
+            if actor.creation.spec.origin_node:  # the creating node waits for its outcome
+                self.raylet.fail_task(actor.creation, self._died_error(actor, actor.creation))
 
     def job_ended(self, job_id: str) -> None:
         for actor in list(self.actors.values()):
