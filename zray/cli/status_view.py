@@ -72,7 +72,21 @@ def cluster_usage(nodes: list[NodeInfo], now: float) -> dict[str, tuple[float, f
     return total
 
 
-def format_actors(actors: list[ActorInfo]) -> list[str]:
+def actor_waiting(actor: ActorInfo, nodes: list[NodeInfo], now: float) -> str:
+    """Why a pending actor has not started: what it needs that no live node has ("" if some has)."""
+    need = {name: amount for name, amount in actor.resources.items() if amount > 0}
+    if actor.state != "PENDING" or not need:
+        return ""
+    for node in nodes:
+        if node_alive(node, now) and all(node.resources_total.get(name, 0.0) >= amount
+                                         for name, amount in need.items()):
+            return ""
+    wanted = ", ".join(f"{name} {_amount(name, amount)}" for name, amount in need.items())
+    return f"waiting for a node with {wanted}: no live node has that"
+
+
+def format_actors(actors: list[ActorInfo], nodes: list[NodeInfo] | None = None,
+                  now: float = 0.0) -> list[str]:
     if not actors:
         return []
     counts: dict[str, int] = {}
@@ -87,6 +101,9 @@ def format_actors(actors: list[ActorInfo]) -> list[str]:
                      + ("  detached" if a.detached else ""))
         if a.state == "DEAD" and a.death_cause:
             lines.append(f"      died: {a.death_cause.splitlines()[0][:160]}")
+        waiting = actor_waiting(a, nodes or [], now)
+        if waiting:
+            lines.append(f"      {waiting}")
     return lines
 
 
@@ -99,7 +116,7 @@ def format_status(address: str, nodes: list[NodeInfo], now: float,
              f"  resources     {format_resources(cluster_usage(nodes, now))}  (used/total)", ""]
     for node in nodes:
         lines += format_node(node, now)
-    lines += format_actors(actors or [])
+    lines += format_actors(actors or [], nodes, now)
     return "\n".join(lines)
 
 
@@ -113,7 +130,8 @@ def status_dict(address: str, nodes: list[NodeInfo], now: float,
                    "resources_used": {k: u for k, (u, _) in resource_usage(n).items()}}
                   for n in nodes],
         "resources": {k: {"used": u, "total": t} for k, (u, t) in cluster_usage(nodes, now).items()},
-        "actors": [a.model_dump() for a in actors or []],
+        "actors": [{**a.model_dump(), "waiting": actor_waiting(a, nodes, now)}
+                   for a in actors or []],
     }
     if services is not None:
         doc["services"] = services

@@ -113,8 +113,16 @@ class ActorClass:
                 return self._name_taken(winner, name, namespace)
             raise ValueError(f"the actor name {name!r} in namespace {namespace!r} is being taken "
                              f"by another creator; try again")
+        placement = None
+        if opts.get("scheduling_strategy") not in (None, "DEFAULT"):
+            from zray.util.scheduling_strategies import placement_fields
+
+            placement = placement_fields(opts["scheduling_strategy"])
+        # The constructor is placed like a task (raylet/actor_placement.py); it is never
+        # retried as a task: a lost node's actors are the global scheduler's to restart.
         client.submit(self._function_id, f"{self._cls.__name__}.__init__", args, kwargs, 1,
-                      resources, 0, False, None, task_id=task_id, actor_creation=creation)
+                      resources, 0, False, None, task_id=task_id, actor_creation=creation,
+                      placement=placement)
         return ActorHandle(actor_id, self._cls.__name__, methods)
 
     def _name_taken(self, existing: ActorHandle, name: str, namespace: str) -> ActorHandle:

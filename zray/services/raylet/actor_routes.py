@@ -94,6 +94,15 @@ class ActorRoutes:
         self.waiting.setdefault(actor_id, deque()).append(task)
         self._drain(actor_id)
 
+    def placed(self, info: ActorInfo, pending: deque[Task]) -> None:
+        """This node sent the actor's constructor to the node `info` names (see
+        actor_placement.py): the calls it queued for the actor go there first."""
+        actor_id = info.actor_id
+        self.rows[actor_id] = info
+        if pending:
+            self.waiting.setdefault(actor_id, deque()).extendleft(reversed(pending))
+        self._drain(actor_id)
+
     def args_ready(self, task: Task) -> None:
         self._drain(task.spec.actor_id or "")
 

@@ -239,6 +239,8 @@ class ActorManager:
             self.raylet.cancel_queued(actor.creation)
             self.died(actor, "it was killed with zray.kill() before it "
                              + ("started" if actor.state is ActorState.PENDING else "restarted"))
+            if actor.creation.spec.origin_node:  # the creating node waits for its outcome
+                self.raylet.fail_task(actor.creation, self._died_error(actor, actor.creation))
 
     def job_ended(self, job_id: str) -> None:
         for actor in list(self.actors.values()):
@@ -256,13 +258,17 @@ class ActorManager:
 
     # GCS -----------------------------------------------------------------
     def publish(self, actor: Actor) -> None:
+        info = self.info(actor)
+        self.raylet.gcs.write(ACTORS, info.actor_id, info.model_dump_json().encode())
+
+    def info(self, actor: Actor) -> ActorInfo:
+        """The actor's row in the GCS actor table, naming this node."""
         o = actor.options
         worker = actor.worker
-        info = ActorInfo(
+        return ActorInfo(
             actor_id=o.actor_id, class_name=o.class_name, job_id=actor.job_id,
             state=actor.state.value, name=o.name, namespace=o.namespace, detached=o.detached,
             node_id=self.raylet.node_id, pid=worker.pid if worker is not None else 0,
             restarts=actor.restarts, max_restarts=o.max_restarts, death_cause=actor.death_cause,
             is_async=o.is_async, methods=o.methods, creation_task_id=actor.creation.spec.task_id,
             resources=actor.creation.resources, max_task_retries=o.max_task_retries)
-        self.raylet.gcs.write(ACTORS, o.actor_id, info.model_dump_json().encode())

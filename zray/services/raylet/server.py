@@ -69,6 +69,7 @@ from zray.common.sockets import bind
 from zray.services.gcs.client import ServiceGcs
 from zray.services.gcs.subscriber import ServiceSubscriber
 from zray.services.raylet import pipelining
+from zray.services.raylet.actor_placement import ActorPlacement
 from zray.services.raylet.actor_routes import ActorRoutes
 from zray.services.raylet.actors import ActorManager
 from zray.services.raylet.borrow_ledger import holder_node
@@ -134,6 +135,7 @@ class Raylet(Service):
         self._assignments: dict[WorkerProc, list[tuple[ExecuteTask, list[Any]]]] = {}
         self.actors = ActorManager(self)
         self.actor_routes = ActorRoutes(self)
+        self.actor_placement = ActorPlacement(self)
         self.job_ends = JobEnds(self)
         self.direct = DirectCalls(self)
         self.durations = pipelining.Durations()
@@ -308,21 +310,25 @@ class Raylet(Service):
         where = self._placement(task, feasible)
         if where is Where.FORWARD:
             assert task.spec.affinity_node is not None
-            if self.links is not None and self.links.forward(task, task.spec.affinity_node):
+            if self._forward(task, task.spec.affinity_node):
                 return
             where = Where.LOCAL if feasible else Where.SPILL
         if where is Where.UNSCHEDULABLE:
-            self.fail_task(task, TaskUnschedulableError(
+            error = TaskUnschedulableError(
                 f"task {task.spec.function_name} ({task.spec.task_id[:12]}) must run on node "
                 f"{task.spec.affinity_node}, which is not alive or cannot ever provide "
                 f"{task.resources}; use NodeAffinitySchedulingStrategy(..., soft=True) to run it "
-                "elsewhere then"))
+                "elsewhere then")
+            if task.spec.actor_creation is not None:
+                self.actor_placement.unschedulable(task, error)
+            self.fail_task(task, error)
             return
         self.events.queued(task, feasible)
-        if task.spec.actor_creation is not None and not feasible:
-            log.warning("%s: actor %s needs %s, which this node cannot provide; actors run on the "
-                        "node that creates them, so it waits", self.name,
-                        task.spec.actor_creation.class_name, task.resources)
+        if task.spec.actor_creation is not None and not feasible \
+                and not self.actor_placement.placeable(task):
+            log.warning("%s: actor %s restarts here but needs %s, which this node cannot "
+                        "provide; it waits", self.name, task.spec.actor_creation.class_name,
+                        task.resources)
             self.infeasible[task.spec.task_id] = task
             return
         if where is Where.SPILL or not feasible:
@@ -337,9 +343,8 @@ class Raylet(Service):
 
     def _placement(self, task: Task, feasible: bool) -> Where:
         spec = task.spec
-        if spec.actor_creation is not None:
-            # An actor lives on the node its handle's calls go to: this one.
-            return Where.LOCAL
+        if spec.actor_creation is not None and not self.actor_placement.placeable(task):
+            return Where.LOCAL  # a restart runs where the actor lives (actor_placement.py)
         if self.links is None:
             return Where.LOCAL if not spec.affinity_node or spec.affinity_node == self.node_id \
                 or spec.affinity_soft else Where.UNSCHEDULABLE
@@ -362,6 +367,14 @@ class Raylet(Service):
             has_peers=bool(self.links.peers()), has_scheduler=bool(self.sched.live()),
             forwarded=bool(spec.origin_node))
         return decide(situation, spec.strategy, spec.affinity_node, spec.affinity_soft, affinity_ok)
+
+    def _forward(self, task: Task, node_id: str) -> bool:
+        """Send a task to run on another node; an actor's constructor takes the actor there."""
+        if self.links is None or not self.links.forward(task, node_id):
+            return False
+        if task.spec.actor_creation is not None:
+            self.actor_placement.moved(task, node_id)
+        return True
 
     def _pull_remote_args(self, task: Task, front: bool) -> bool:
         """Start pulling the arguments whose bytes are on other nodes; the task is
@@ -984,7 +997,8 @@ class Raylet(Service):
         self.actor_routes.lost_with_node([t for t in gone if t.spec.actor_id is not None], why)
         for task in [t for t in gone if t.spec.actor_id is None]:
             task.forwarded_to = ""
-            if task.retries_left > 0 and not task.cancelled:
+            # A constructor is not rerun from here: the actor's row names the dead node.
+            if task.retries_left > 0 and not task.cancelled and task.spec.actor_creation is None:
                 self._retry(task, f"was running on {why}")
             else:
                 self.fail_task(task, NodeDiedError(
@@ -1090,6 +1104,7 @@ class Raylet(Service):
             if self.tasks.pop(task.spec.task_id, None) is None or self.links is None:
                 continue
             self.links.report_lost(task, [oid])
+            self.actor_placement.argument_lost(task, oid)
             for i in range(1, task.spec.num_returns + 1):
                 ret = self.objects.get(return_object_hex(task.spec.task_id, i))
                 if ret is not None and not ret.ready:
@@ -1110,19 +1125,23 @@ class Raylet(Service):
                  self.name, task.spec.task_id[:12], ", ".join(o[:16] for o in lost))
         if task.spec.actor_id is not None:
             self.actor_routes.submit(task)
-        elif not self._wait_for_args(task):
+            return
+        if task.spec.actor_creation is not None:
+            self.actor_placement.came_back(task)
+        if not self._wait_for_args(task):
             self._enqueue(task)
 
     # spill-over --------------------------------------------------------------
     def on_placed(self, msg: TaskPlaced) -> None:
         task = self.infeasible.get(msg.task_id)
-        if task is None or task.spec.actor_creation is not None:
+        if task is None or (task.spec.actor_creation is not None
+                            and not self.actor_placement.placeable(task)):
             return
         if msg.node_id == self.node_id:
             if self.queue.feasible(task.resources):
                 self.place_locally(task)
             return
-        if self.links is not None and self.links.forward(task, msg.node_id):
+        if self._forward(task, msg.node_id):
             del self.infeasible[msg.task_id]
             return
         log.info("%s: task %s placed on node %s, which this node cannot reach; it waits",
