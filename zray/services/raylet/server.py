@@ -198,6 +198,7 @@ class Raylet(Service):
             self.links.follow(self.subscriber)
         self.observer.install()
         self.publish_node()
+        self.gcs.flush()  # the node's row goes out before any client can ask for it
         log.info("%s: serving on %s%s; resources %s; store %s (%.2f GiB); spill folder %s; "
                  "a full store fails puts after %.1fs", self.name, self.local_address,
                  f" and {self.links.address}" if self.links else "", self.total,
