@@ -75,6 +75,7 @@ class Driver:
 
     def __init__(self, head: Head, body: str) -> None:
         self.folder = short_tmpdir("zd-")
+        self.lines: list[str] = []  # what it printed so far
         env = dict(os.environ, ZRAY_SESSION_ROOT=head.root, PYTHONUNBUFFERED="1",
                    PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p))
         self.proc = subprocess.Popen([sys.executable, "-c", PRELUDE + textwrap.dedent(body), self.folder],
@@ -92,6 +93,7 @@ class Driver:
             if sel.select(0.05):
                 line = self.proc.stdout.readline()  # type: ignore[union-attr]
                 lines.append(line)
+                self.lines.append(line)
                 if not line:
                     raise AssertionError(f"driver ended early:\n{''.join(lines)}{self.proc.stderr.read()}")  # type: ignore[union-attr]
             return any(line.strip() == name for line in lines)
