@@ -42,8 +42,20 @@ DRIVER = textwrap.dedent("""
 
     # Runs for calm + chaos seconds, or until the file STOP (optional) exists.
     calm, chaos, log_path = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-    stop = sys.argv[4] if len(sys.argv) > 4 else ""
+    get_timeout = float(sys.argv[4])
+    stop = sys.argv[5] if len(sys.argv) > 5 else ""
     zray.init("auto")
+
+    def get(ref, what):
+        try:
+            return zray.get(ref, timeout=get_timeout)
+        except zray.exceptions.GetTimeoutError:
+            refs = ref if isinstance(ref, list) else [ref]
+            ready, _ = zray.wait(refs, num_returns=len(refs), timeout=0)
+            ready_ids = {r.hex() for r in ready}
+            stuck = [r.hex() for r in refs if r.hex() not in ready_ids]
+            print(f"HANG: get of {what} waited {get_timeout}s for {stuck}", file=sys.stderr)
+            raise
 
     @zray.remote(max_retries=5)
     def square(x):
@@ -81,14 +93,14 @@ DRIVER = textwrap.dedent("""
                     ref = grow.options(scheduling_strategy="SPREAD").remote(ref)
                 chains.append((seed, ref))
             calls = [c.incr.remote() for c in counters]
-            got = zray.get(refs, timeout=120)
+            got = get(refs, "square tasks")
             wrong += sum(1 for x, y in zip(xs, got) if y != x * x)
             for seed, ref in chains:
-                value = zray.get(ref, timeout=120)
+                value = get(ref, f"chain {seed}")
                 wrong += int(not (value == seed + 3).all())
             for i, ref in enumerate(calls):
                 expected[i] += 1
-                wrong += int(zray.get(ref, timeout=120) != expected[i])
+                wrong += int(get(ref, f"actor call {i}") != expected[i])
             rounds += 1
             tasks += len(refs) + 16 + len(calls)
             log.write(f"{time.time()} {rounds} {tasks} {wrong}\\n")
@@ -97,8 +109,8 @@ DRIVER = textwrap.dedent("""
 """)
 
 
-def cli(root: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, ZRAY_SESSION_ROOT=root, ZRAY_SCHED_NODE_TIMEOUT="1.0")
+def cli(root: str, *args: str, node_timeout: float = 1.0) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, ZRAY_SESSION_ROOT=root, ZRAY_SCHED_NODE_TIMEOUT=str(node_timeout))
     return subprocess.run([sys.executable, "-c", "from zray.cli import main; main()", *args],
                           capture_output=True, text=True, env=env, timeout=120)
 
@@ -114,25 +126,29 @@ def free_port() -> int:
 
 
 def run(calm: float, chaos: float, every: float, root: str | None = None,
-        keep_logs: str | None = None) -> dict[str, Any]:
+        keep_logs: str | None = None, get_timeout: float = 120.0,
+        node_timeout: float = 1.0) -> dict[str, Any]:
     """Start the 4-node cluster under `root` (a new folder by default), run the
-    workload and the killer, stop everything; returns the report."""
+    workload and the killer, stop everything; returns the report. A get that
+    waits `get_timeout` seconds fails the run (a hang), naming what it waited on;
+    a node silent for `node_timeout` seconds is declared dead."""
     root = root or tempfile.mkdtemp(prefix="zchaos-")
     port = free_port()
     kills: list[float] = []
     try:
         out = cli(root, "start", "--head", "--port", str(port), "--num-cpus", "1", "--node-name", "head",
-                  "--no-dashboard")
+                  "--no-dashboard", node_timeout=node_timeout)
         if out.returncode:
             raise SystemExit(out.stdout + out.stderr)
         for i in range(3):
             out = cli(root, "start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1",
-                      "--node-name", f"n{i + 2}")
+                      "--node-name", f"n{i + 2}", node_timeout=node_timeout)
             if out.returncode:
                 raise SystemExit(out.stdout + out.stderr)
         log_path = os.path.join(root, "rounds.log")
         env = dict(os.environ, ZRAY_SESSION_ROOT=root)
-        driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(calm), str(chaos), log_path],
+        driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(calm), str(chaos), log_path,
+                                   str(get_timeout)],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                   cwd=str(REPO))
         began = time.time()
@@ -223,8 +239,13 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=4.0)
     parser.add_argument("--json", dest="json_out")
     parser.add_argument("--keep-logs", help="copy the session folders (logs) here at the end")
+    parser.add_argument("--get-timeout", type=float, default=120.0,
+                        help="a get waiting this long is a hang: the run fails naming the objects")
+    parser.add_argument("--node-timeout", type=float, default=1.0,
+                        help="ZRAY_SCHED_NODE_TIMEOUT: seconds of silence before a node is declared dead")
     args = parser.parse_args()
-    report = run(args.calm, args.chaos, args.every, keep_logs=args.keep_logs)
+    report = run(args.calm, args.chaos, args.every, keep_logs=args.keep_logs,
+                 get_timeout=args.get_timeout, node_timeout=args.node_timeout)
     print(json.dumps(report, indent=1))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(report, indent=1))

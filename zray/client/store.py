@@ -24,17 +24,36 @@ MAX_CACHED = 8
 
 
 def write_object(path: str, ser: serialization.SerializedObject) -> None:
-    """Write once into a new file; readers map it after the raylet seals it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    """Write once into a new file; readers map it after the raylet seals it.
+
+    A file already there is an earlier attempt's (a task rerun on this node
+    after its worker died, or a lineage replay of an object this store still
+    has): the new bytes go to a file of their own, which then replaces it in
+    one rename, so a reader maps either whole file, never a half-written one."""
     try:
-        os.ftruncate(fd, ser.total_size)
-        for offset, data in ser.pieces():
-            view = memoryview(data).cast("B")
-            done = 0
-            while done < view.nbytes:
-                done += os.pwrite(fd, view[done:done + WRITE_CHUNK], offset + done)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        partial = f"{path}.tmp-{os.getpid()}"
+        fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            _write(fd, ser)
+        finally:
+            os.close(fd)
+        os.rename(partial, path)
+        return
+    try:
+        _write(fd, ser)
     finally:
         os.close(fd)
+
+
+def _write(fd: int, ser: serialization.SerializedObject) -> None:
+    os.ftruncate(fd, ser.total_size)
+    for offset, data in ser.pieces():
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < view.nbytes:
+            done += os.pwrite(fd, view[done:done + WRITE_CHUNK], offset + done)
 
 
 class _Mapping:

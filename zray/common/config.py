@@ -102,6 +102,9 @@ class RayletSettings(Settings):
     store_full_timeout: float = 10.0
     inline_limit: int = INLINE_LIMIT
     heartbeat_interval: float = 0.5
+    # Heartbeats go out from a thread while the event loop has turned within
+    # this many seconds; a loop stuck longer lets the node be declared dead.
+    heartbeat_stall_limit: float = 10.0
     # Task state events kept in the GCS per node (the history `zray list tasks` shows).
     task_events_max: int = 80_000
     max_workers_per_cpu: int = 32

@@ -165,7 +165,12 @@ def send_frames(sock: zmq.Socket[Any], frames: list[Any], flags: int = 0) -> Non
     last = len(frames) - 1
     more = flags | SNDMORE
     for i, frame in enumerate(frames):
-        sock.send(frame, more if i < last else flags)
+        try:
+            sock.send(frame, more if i < last else flags)
+        except TypeError:
+            if i:  # end the message begun: left open, it would swallow the next one
+                sock.send(b"", flags)
+            raise
 
 
 def recv_frames(sock: zmq.Socket[Any], flags: int = 0) -> list[bytes]:

@@ -52,6 +52,12 @@ def check_shm(directory: str, capacity: int, explicit: bool = True) -> str | Non
     return None
 
 
+def _is_object_file(name: str) -> bool:
+    """An object's file (its id: 40 hex digits), or one being written (".tmp-" suffix)."""
+    base = name.split(".tmp-", 1)[0]
+    return len(base) == 40 and all(c in "0123456789abcdef" for c in base)
+
+
 class SharedMemoryStore:
     def __init__(self, directory: str, capacity: int) -> None:
         os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -59,6 +65,24 @@ class SharedMemoryStore:
         self.capacity = capacity
         self.used = 0
         self._sizes: dict[str, int] = {}
+        self._remove_leftovers()
+
+    def _remove_leftovers(self) -> None:
+        """Object files a killed raylet left in this folder (a supervisor restarts
+        a node's raylet on the same folder): this store does not know them, they
+        hold memory, and a rerun of their task must be able to write them anew."""
+        removed = 0
+        with os.scandir(self.directory) as entries:
+            for entry in entries:
+                if _is_object_file(entry.name) and entry.is_file(follow_symlinks=False):
+                    try:
+                        os.unlink(entry.path)
+                        removed += 1
+                    except FileNotFoundError:
+                        pass
+        if removed:
+            log.info("object store %s: removed %d object files left by a previous raylet",
+                     self.directory, removed)
 
     def path(self, object_id: str) -> str:
         return os.path.join(self.directory, object_id)

@@ -39,6 +39,7 @@ class SchedulerLink:
         self.raylet = raylet
         self.on_placed = on_placed
         self.schedulers: dict[str, zmq.Socket[Any]] = {}
+        self.addresses: dict[str, str] = {}
         self.refreshed: dict[str, float] = {}
         self.pending: dict[str, str] = {}  # task id -> the replica placing it
         self._next_req = 0
@@ -75,6 +76,7 @@ class SchedulerLink:
             log.warning("%s: global scheduler %s is silent; failing over", self.raylet.name, sched_id)
             self.raylet.remove_socket(self.schedulers.pop(sched_id))
             self.refreshed.pop(sched_id, None)
+            self.addresses.pop(sched_id, None)
         orphans = [tid for tid, sid in self.pending.items() if sid in dead]
         for task_id in orphans:
             del self.pending[task_id]
@@ -115,6 +117,7 @@ class SchedulerLink:
             sched_id = change.key[len(SCHEDULERS_PREFIX):]
             if change.new is None:
                 self.refreshed.pop(sched_id, None)
+                self.addresses.pop(sched_id, None)
                 sock = self.schedulers.pop(sched_id, None)
                 if sock is not None:
                     log.info("%s: global scheduler %s left", raylet.name, sched_id)
@@ -129,19 +132,19 @@ class SchedulerLink:
             raylet.add_reader(sock, wire.Protocol("sched-replies", SCHED_REPLIES),
                               dict.fromkeys(SCHED_REPLIES, self._reply), routed=False)
             self.schedulers[sched_id] = sock
+            self.addresses[sched_id] = address
             log.info("%s: found global scheduler %s at %s", raylet.name, sched_id, address)
             for task in list(raylet.infeasible.values()):
                 if task.spec.task_id not in self.pending:
                     self.spill(task)
 
     def heartbeat(self) -> None:
-        if not self.schedulers:
-            return
+        """Hand this node's load to the heartbeat thread, which sends it to every
+        replica (heartbeat.py: a busy loop must not silence the node)."""
         r = self.raylet
         beat = NodeHeartbeat(node_id=r.node_id,
                              address=r.links.address if r.links is not None else r.local_address,
                              resources_total=r.total, resources_available=r.queue.available,
                              queue_len=len(r.queue), store_used=r.store.used,
                              store_capacity=r.store.capacity)
-        for sock in self.schedulers.values():
-            r.send(sock, [], beat)
+        r.heartbeats.hand_over(beat, list(self.addresses.values()))

@@ -74,6 +74,7 @@ from zray.services.raylet.actor_routes import ActorRoutes
 from zray.services.raylet.actors import ActorManager
 from zray.services.raylet.borrow_ledger import holder_node
 from zray.services.raylet.direct_calls import DirectCalls
+from zray.services.raylet.heartbeat import HeartbeatThread
 from zray.services.raylet.job_ends import JobEnds
 from zray.services.raylet.lineage import TASK_HEX, Lineage
 from zray.services.raylet.node_links import NodeLinks
@@ -95,6 +96,8 @@ from zray.services.raylet.worker_pool import WorkerPool, WorkerProc, describe_ex
 log = logging.getLogger(__name__)
 
 CONTROL_SUFFIX = b"/ctl"
+# A task placed on a node this one does not know alive is placed again after this long.
+PLACE_AGAIN_DELAY = 0.5
 
 
 class Raylet(Service):
@@ -184,6 +187,8 @@ class Raylet(Service):
                 self.pool.spawn()
         self.every(0.05, self.reap_workers)
         self.sched = SchedulerLink(self, self.on_placed)
+        self.heartbeats = HeartbeatThread(self.ctx, s.heartbeat_interval, s.heartbeat_stall_limit,
+                                          self.name)
         self.every(s.heartbeat_interval, self.sched.heartbeat)
         self.every(1.0, self.publish_node)
         self.every(1.0, self.check_drivers)
@@ -199,6 +204,7 @@ class Raylet(Service):
         self.observer.install()
         self.publish_node()
         self.gcs.flush()  # the node's row goes out before any client can ask for it
+        self.heartbeats.start()
         log.info("%s: serving on %s%s; resources %s; store %s (%.2f GiB); spill folder %s; "
                  "a full store fails puts after %.1fs", self.name, self.local_address,
                  f" and {self.links.address}" if self.links else "", self.total,
@@ -1007,7 +1013,23 @@ class Raylet(Service):
                     f"{why}, and no retries are left (max_retries={task.spec.max_retries})"))
         for obj in lost:
             self.rebuild(obj, why)
+        self._hold_tasks_with_lost_args()
         self.links.drop_peer(node_id, address)
+
+    def _hold_tasks_with_lost_args(self) -> None:
+        """Tasks queued here or waiting for a placement whose inputs were just
+        lost: they wait for the rebuilt objects, then are queued again."""
+        def lost_input(task: Task) -> bool:
+            return any(arg.ref is not None and not self.objects.entry(arg.ref).ready
+                       for arg in task.spec.args)
+
+        for task in self.queue.remove(lost_input):
+            self._wait_for_args(task)
+        for task_id, task in list(self.infeasible.items()):
+            if task.spec.actor_creation is None and lost_input(task):
+                del self.infeasible[task_id]
+                self.sched.pending.pop(task_id, None)
+                self._wait_for_args(task)
 
     def rebuild(self, obj: LocalObject, why: str) -> None:
         """Lineage replay: run again the task that made a lost object, from its
@@ -1138,6 +1160,9 @@ class Raylet(Service):
         if task is None or (task.spec.actor_creation is not None
                             and not self.actor_placement.placeable(task)):
             return
+        if self._wait_for_args(task):  # an input was lost meanwhile: placed again once rebuilt
+            del self.infeasible[msg.task_id]
+            return
         if msg.node_id == self.node_id:
             if self.queue.feasible(task.resources):
                 self.place_locally(task)
@@ -1145,8 +1170,20 @@ class Raylet(Service):
         if self._forward(task, msg.node_id):
             del self.infeasible[msg.task_id]
             return
-        log.info("%s: task %s placed on node %s, which this node cannot reach; it waits",
-                 self.name, msg.task_id[:12], msg.node_id[:8])
+        # The node died since the scheduler chose it, or its record has not
+        # reached this node yet: run the task here if it can, else ask again.
+        log.info("%s: task %s placed on node %s, which this node does not know alive; "
+                 "placing it again", self.name, msg.task_id[:12], msg.node_id[:8])
+        if self.queue.feasible(task.resources):
+            self.place_locally(task)
+        else:
+            self.loop.call_later(PLACE_AGAIN_DELAY, self._place_again, msg.task_id)
+
+    def _place_again(self, task_id: str) -> None:
+        task = self.infeasible.get(task_id)
+        if task is not None and task_id not in self.sched.pending:
+            self.sched.spill(task)
+        self.settle()
 
     def node_info(self, alive: bool = True) -> NodeInfo:
         now = time.time()
@@ -1181,6 +1218,7 @@ class Raylet(Service):
         self.send(self.router, route, NodeStatsReply(req_id=msg.req_id, stats=stats))
 
     def on_close(self) -> None:
+        self.heartbeats.close()
         self.pool.stop_all()
         self.store.destroy()
         self.memory.spill.destroy()
