@@ -34,7 +34,7 @@ from zray.common.errors import (
     ZrayError,
 )
 from zray.common.ids import JobID, TaskID, return_object_hex
-from zray.common.messages.base import ErrorReply, Message
+from zray.common.messages.base import ErrorReply, Message, construct
 from zray.common.messages.raylet import (
     RAYLET_TO_CLIENT,
     ActorMoved,
@@ -133,6 +133,7 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
         self._flush_event = threading.Event()
         self._flusher: threading.Thread | None = None
         self._last_release = 0.0
+        self._release_scanned = 0
         self._init_direct()
         self._next_req = 0
         self.closed = False
@@ -254,6 +255,7 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
                     self.flush_finished()
                     if self.to_release:
                         self._flush_refs()
+                    self._nothing_buffered()  # else the next wait returns at once: a 1 ms spin
             finally:
                 self.lock.release()
 
@@ -438,7 +440,7 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
                 bufs.append(ser.to_bytes())
                 nested.extend(ser.contained_refs)
         # Built without validation: every field is produced here, typed.
-        spec = TaskSpec.model_construct(task_id=task_id, job_id=self.current_task_id.hex()[24:],
+        spec = construct(TaskSpec, task_id=task_id, job_id=self.current_task_id.hex()[24:],
                         parent_task_id=self.current_task_id.hex(), function_id=function_id,
                         function_name=function_name, args=specs, num_returns=num_returns,
                         resources=resources, max_retries=max_retries,

@@ -282,6 +282,8 @@ class Raylet(Service):
             self._enqueue(task)
         if spec.origin_node:
             return  # the node that forwarded it keeps its lineage
+        if spec.actor_id is not None:
+            return  # an actor call is never replayed (its state is the actor's): no lineage
         self.gcs.write(TASKS, spec.task_id,
                        wire.pack_blobs([spec.__pydantic_serializer__.to_json(spec), *bufs]))
         self.lineage.submitted(spec.task_id, spec.num_returns,
