@@ -34,7 +34,7 @@ from zray.common.errors import (
     ZrayError,
 )
 from zray.common.ids import JobID, TaskID, return_object_hex
-from zray.common.messages.base import ErrorReply, Message, construct
+from zray.common.messages.base import ErrorReply, Message
 from zray.common.messages.raylet import (
     RAYLET_TO_CLIENT,
     ActorMoved,
@@ -440,7 +440,7 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
                 bufs.append(ser.to_bytes())
                 nested.extend(ser.contained_refs)
         # Built without validation: every field is produced here, typed.
-        spec = construct(TaskSpec, task_id=task_id, job_id=self.current_task_id.hex()[24:],
+        spec = TaskSpec.construct(task_id=task_id, job_id=self.current_task_id.hex()[24:],
                         parent_task_id=self.current_task_id.hex(), function_id=function_id,
                         function_name=function_name, args=specs, num_returns=num_returns,
                         resources=resources, max_retries=max_retries,
