@@ -165,6 +165,8 @@ def run_segment(system: str, cfg: dict[str, Any], out_path: str, err_path: str,
                 zray_src: str | None) -> dict[str, Any]:
     """One benchmark process; returns what it wrote plus how it ended."""
     env = dict(os.environ)
+    # The cluster's services run `python -m`, which puts the working folder first
+    # on sys.path: with --zray-src they start there, or they would import ROOT's zray.
     paths = [HERE] + ([zray_src] if zray_src else []) + (
         [env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
     env["PYTHONPATH"] = os.pathsep.join(paths)
@@ -175,7 +177,7 @@ def run_segment(system: str, cfg: dict[str, Any], out_path: str, err_path: str,
     t0 = time.monotonic()
     with open(err_path, "wb") as err:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT,
-                                env=env, cwd=ROOT, start_new_session=True)
+                                env=env, cwd=zray_src or ROOT, start_new_session=True)
         try:
             rc = proc.wait(budget)
         except subprocess.TimeoutExpired:

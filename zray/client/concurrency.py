@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from zray.common.ids import TaskID
+from zray.common.messages.base import construct
 from zray.common.messages.raylet import ExecuteTask, FinishedTask
 from zray.common.messages.task import ObjectLoc, direct_owner
 
@@ -36,8 +37,8 @@ class Outcome:
     contains: dict[str, list[str]] = field(default_factory=dict)
 
     def finished(self, task_id: str, returns: list[ObjectLoc]) -> FinishedTask:
-        return FinishedTask(task_id=task_id, returns=returns, app_error=self.app_error,
-                            cancelled=self.cancelled, contains=self.contains)
+        return construct(FinishedTask, task_id=task_id, returns=returns, app_error=self.app_error,
+                         cancelled=self.cancelled, contains=self.contains)
 
     def final(self, spec: Any) -> bool:
         """No retry can replace this result, so its owner may have it at once."""

@@ -135,6 +135,7 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
         self._flush_event = threading.Event()
         self._flusher: threading.Thread | None = None
         self._last_release = 0.0
+        self._release_scanned = 0
         self._init_direct()
         self._next_req = 0
         self.closed = False
@@ -262,6 +263,7 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
                     self.flush_finished()
                     if self.to_release:
                         self._flush_refs()
+                    self._nothing_buffered()  # else the next wait returns at once: a 1 ms spin
             finally:
                 self.lock.release()
 
@@ -450,7 +452,7 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
                 bufs.append(ser.to_bytes())
                 nested.extend(ser.contained_refs)
         # Built without validation: every field is produced here, typed.
-        spec = TaskSpec.model_construct(task_id=task_id, job_id=self.current_task_id.hex()[24:],
+        spec = TaskSpec.construct(task_id=task_id, job_id=self.current_task_id.hex()[24:],
                         parent_task_id=self.current_task_id.hex(), function_id=function_id,
                         function_name=function_name, args=specs, num_returns=num_returns,
                         resources=resources, max_retries=max_retries,

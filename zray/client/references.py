@@ -43,6 +43,7 @@ class References:
     ready: set[str]
     fetch_needed: set[str]
     _last_release: float
+    _release_scanned: int
     worker_id: bytes
     node_id: str
 
@@ -86,11 +87,14 @@ class References:
             if not self.to_release:
                 return
             # Releases of small objects go out in batches; store objects at once.
+            # Each entry is looked at once: those before `_release_scanned` hold none.
             if not force and len(self.to_release) < RELEASE_BATCH and \
-                    time.monotonic() - self._last_release < RELEASE_SECONDS and \
-                    not any(self._in_store(o) for o in self.to_release):
-                return
+                    time.monotonic() - self._last_release < RELEASE_SECONDS:
+                scanned, self._release_scanned = self._release_scanned, len(self.to_release)
+                if not any(self._in_store(o) for o in self.to_release[scanned:]):
+                    return
         self._last_release = time.monotonic()
+        self._release_scanned = 0
         released = []
         while self.to_release:
             oid = self.to_release.pop()

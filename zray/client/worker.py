@@ -36,6 +36,7 @@ from zray.common.errors import (
 )
 from zray.common.ids import TaskID
 from zray.common.lifetime import die_with_parent
+from zray.common.messages.base import construct
 from zray.common.messages.raylet import (
     CancelTask,
     ExecuteTask,
@@ -43,7 +44,7 @@ from zray.common.messages.raylet import (
 )
 from zray.common.messages.tables import JobInfo
 from zray.common.messages.task import ObjectLoc, direct_owner
-from zray.common.sockets import configure, connect
+from zray.common.sockets import configure, connect, readable
 
 CONTROL_SUFFIX = b"/ctl"
 # Results of back-to-back short tasks go out together, at most this late.
@@ -68,7 +69,7 @@ class Worker:
         signal.signal(signal.SIGINT, self._on_sigint)
 
     def _read_control(self, wait_ms: int) -> None:
-        while self.control.poll(wait_ms):
+        while readable(self.control) or (wait_ms and self.control.poll(wait_ms)):
             wait_ms = 0
             try:
                 msg, _ = _CONTROL.decode(self.control.recv_multipart())
@@ -272,7 +273,7 @@ class Worker:
                 locs.append(self.client.store_object(oid, ser))
             else:
                 data = ser.to_bytes()
-                locs.append(ObjectLoc(object_id=oid, size=len(data), buf=len(out)))
+                locs.append(construct(ObjectLoc, object_id=oid, size=len(data), buf=len(out)))
                 out.append(data)
         return locs
 

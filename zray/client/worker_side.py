@@ -11,9 +11,10 @@ from typing import Any
 import zmq
 
 from zray.common import wire
+from zray.common.messages.base import construct
 from zray.common.messages.raylet import FinishedTask, ObjectsReady, TaskFinished, owner_address
 from zray.common.messages.task import ObjectLoc
-from zray.common.sockets import NOBLOCK, configure, connect, send_frames
+from zray.common.sockets import NOBLOCK, configure, connect, send_frames, writable
 
 MAX_OWNER_SOCKETS = 64
 
@@ -108,15 +109,15 @@ class WorkerSide:
         self.finished, self.finished_bufs, self.finished_owners = [], [], []
         self._nothing_buffered()
         # Only to owners whose socket is connected and not full: those sends succeed.
-        reachable = {o: bool(self._owner_socket(o).poll(0, zmq.POLLOUT)) for o in set(owners) if o}
+        reachable = {o: writable(self._owner_socket(o)) for o in set(owners) if o}
         by_owner: dict[str, list[FinishedTask]] = {}
         for result, owner in zip(results, owners, strict=True):
             if reachable.get(owner):
                 by_owner.setdefault(owner, []).append(result)
         delivered = {r.task_id for owned in by_owner.values() for r in owned}
         if delivered:
-            results = [r.model_copy(update={"delivered": True}) if r.task_id in delivered else r
-                       for r in results]
+            results = [construct(FinishedTask, **{**r.__dict__, "delivered": True})
+                       if r.task_id in delivered else r for r in results]
         # The raylet hears first: whatever the owner does next on seeing the
         # results (e.g. a call that kills this worker) reaches the raylet after.
         # Calls that came straight from their callers answer them first: the
@@ -125,7 +126,7 @@ class WorkerSide:
         owner_first = bool(direct) and all(r.task_id in direct for r in results)
         if owner_first:
             self._deliver_to_owners(by_owner, bufs)
-        self.send(TaskFinished(results=results), bufs)
+        self.send(construct(TaskFinished, kind="TaskFinished", results=results), bufs)
         for result in results:
             direct.discard(result.task_id)
             if result.contains:
@@ -140,13 +141,13 @@ class WorkerSide:
             for result in owned:
                 for loc in result.returns:
                     if loc.buf >= 0:
-                        locs.append(loc.model_copy(update={"buf": len(frames)}))
+                        locs.append(construct(ObjectLoc, **{**loc.__dict__, "buf": len(frames)}))
                         frames.append(bufs[loc.buf])
                     else:
                         locs.append(loc)
+            msg = construct(ObjectsReady, kind="ObjectsReady", objects=locs)
             try:
-                send_frames(self._owner_socket(owner),
-                            wire.encode(ObjectsReady(objects=locs), frames), NOBLOCK)
+                send_frames(self._owner_socket(owner), wire.encode(msg, frames), NOBLOCK)
             except zmq.Again:  # the owner went away since the poll: nobody waits for these
                 continue
 

@@ -158,6 +158,7 @@ SNDMORE = int(zmq.SNDMORE)
 RCVMORE = int(zmq.RCVMORE)
 EVENTS = int(zmq.EVENTS)
 POLLIN = int(zmq.POLLIN)
+POLLOUT = int(zmq.POLLOUT)
 
 
 def send_frames(sock: zmq.Socket[Any], frames: list[Any], flags: int = 0) -> None:
@@ -183,6 +184,11 @@ def recv_frames(sock: zmq.Socket[Any], flags: int = 0) -> list[bytes]:
 
 def readable(sock: zmq.Socket[Any]) -> bool:
     return bool(cast(int, sock.getsockopt(EVENTS)) & POLLIN)
+
+
+def writable(sock: zmq.Socket[Any]) -> bool:
+    """A send would not block (Socket.poll builds a Poller on every call)."""
+    return bool(cast(int, sock.getsockopt(EVENTS)) & POLLOUT)
 
 
 def local_ip_towards(host: str) -> str:

@@ -2,14 +2,71 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import dataclasses
+from dataclasses import field
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter
+from pydantic.dataclasses import dataclass
 
 
 class Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
-class ArgSpec(Record):
+_COMPACT = ConfigDict(extra="forbid")
+
+
+class _CompactRecord:
+    """The BaseModel methods the code calls, for the slotted records below."""
+
+    __slots__ = ()
+    __pydantic_serializer__: ClassVar[Any]  # set by pydantic's dataclass
+
+    def model_copy(self, *, update: dict[str, Any] | None = None) -> Self:
+        return dataclasses.replace(self, **(update or {}))  # type: ignore[type-var]
+
+    def model_dump_json(self) -> str:
+        return _adapter(type(self)).dump_json(self).decode()
+
+    @classmethod
+    def model_validate_json(cls, data: str | bytes) -> Self:
+        return _adapter(cls).validate_json(data)
+
+    @classmethod
+    def construct(cls, **values: Any) -> Self:
+        """Built without validation, from fields zray's own code produced."""
+        obj = object.__new__(cls)
+        for name, default in _defaults(cls).items():
+            object.__setattr__(obj, name, values[name] if name in values else
+                               (default() if callable(default) else default))
+        return obj
+
+
+_ADAPTERS: dict[type, TypeAdapter[Any]] = {}
+_DEFAULTS: dict[type, dict[str, Any]] = {}
+
+
+def _adapter(cls: type) -> TypeAdapter[Any]:
+    adapter = _ADAPTERS.get(cls)
+    if adapter is None:
+        adapter = _ADAPTERS[cls] = TypeAdapter(cls)
+    return adapter
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    """Field name -> its default, a factory for a mutable one, or None when required."""
+    known = _DEFAULTS.get(cls)
+    if known is None:
+        known = _DEFAULTS[cls] = {
+            f.name: f.default_factory if f.default_factory is not dataclasses.MISSING
+            else None if f.default is dataclasses.MISSING else f.default
+            for f in dataclasses.fields(cls)}
+    return known
+
+
+@dataclass(config=_COMPACT, frozen=True, slots=True)
+class ArgSpec(_CompactRecord):
     """One argument: by reference (`ref`) or by value (`buf`, a payload frame)."""
 
     ref: str | None = None
@@ -32,11 +89,16 @@ class ActorCreation(Record):
     methods: dict[str, int] = {}
 
 
-class TaskSpec(Record):
+@dataclass(config=_COMPACT, frozen=True, slots=True)
+class TaskSpec(_CompactRecord):
     """Everything needed to (re-)execute a task; stored in the GCS as lineage.
 
     An actor's constructor is a task with `actor_creation`; a method call names
     `actor_id` and `method`.
+
+    A raylet keeps one per queued or running task, so it is a slotted
+    dataclass (about a sixth of a model's memory), with the model methods
+    the code uses.
     """
 
     task_id: str
@@ -44,19 +106,19 @@ class TaskSpec(Record):
     parent_task_id: str
     function_id: str
     function_name: str
-    args: list[ArgSpec] = []
+    owner: str
+    args: list[ArgSpec] = field(default_factory=list)
     num_returns: int = 1
-    resources: dict[str, float] = {}
+    resources: dict[str, float] = field(default_factory=dict)
     max_retries: int = 3
     retry_exceptions: bool = False
-    owner: str
     name: str | None = None
     attempt: int = 0
     actor_creation: ActorCreation | None = None
     actor_id: str | None = None
     method: str | None = None
     # Refs nested inside by-value arguments: kept alive until the task is done.
-    nested_refs: list[str] = []
+    nested_refs: list[str] = field(default_factory=list)
     # Placement: "DEFAULT" (local first, spill when busy) or "SPREAD"; a node
     # affinity names a node id (soft: elsewhere if that node cannot run it).
     strategy: str = "DEFAULT"

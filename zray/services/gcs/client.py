@@ -356,7 +356,7 @@ class ServiceGcs:
         """Queue a put (or delete when value is None).
 
         Writes go out together a moment later (write-behind), so a burst of
-        tasks costs the GCS one transaction and the task path no extra wake-up.
+        tasks costs the GCS one request and the task path no extra wake-up.
         A later write of a key still waiting replaces the earlier one (puts
         overwrite, so only the last counts): the spec of a task that finished
         within the window costs the GCS a no-op delete, not a put and a delete.

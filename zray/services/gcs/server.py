@@ -1,7 +1,8 @@
 """A GCS shard: ROUTER for requests, PUB for change notifications.
 
-Writes are group-committed: every write request drained in one loop turn is
-applied in one LMDB transaction, then all are answered and published.
+Writes are group-committed: the write requests drained in one loop turn are
+applied together (in LMDB transactions of up to storage.TXN_OPS ops), then
+all are answered and published.
 
 Publications are framed in publication.py. A periodic heartbeat carries the
 shard's incarnation and every table's sequence, so a subscriber that missed

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 TASK_HEX = 32  # an object id is its task id (32 hex digits) and a return index
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     live_returns: int
     dependents: int = 0

@@ -31,7 +31,7 @@ from zray.common.errors import (
     WorkerCrashedError,
 )
 from zray.common.ids import PUT_FLAG, NodeID, return_object_hex
-from zray.common.messages.base import ErrorReply, Message
+from zray.common.messages.base import ErrorReply, Message, construct
 from zray.common.messages.gcs import GcsRead
 from zray.common.messages.raylet import (
     CLIENT_TO_RAYLET,
@@ -305,8 +305,11 @@ class Raylet(Service):
         if spec.origin_node:
             self.remote_refs.forwarded(task)
             return  # the node that forwarded it keeps its lineage
+        if spec.actor_id is not None:
+            return  # an actor call is never replayed (its state is the actor's): no lineage
         self.gcs.write(TASKS, spec.task_id,
-                       wire.pack_blobs([spec.__pydantic_serializer__.to_json(spec), *bufs]))
+                       wire.pack_blobs([spec.__pydantic_serializer__.to_json(spec, exclude_defaults=True),
+                                        *bufs]))
         if spec.actor_creation is not None and spec.actor_creation.max_restarts:
             return  # kept while the actor may restart on another node (actors.py deletes it)
         self.lineage.submitted(spec.task_id, spec.num_returns,
@@ -519,7 +522,7 @@ class Raylet(Service):
         if not self._assignments:
             self.after_batch(self._flush_assignments)
         self._assignments.setdefault(worker, []).append(
-            (ExecuteTask(spec=task.spec, arg_objects=arg_objects, gpu_ids=worker.gpu_ids), bufs))
+            (construct(ExecuteTask, spec=task.spec, arg_objects=arg_objects, gpu_ids=worker.gpu_ids), bufs))
 
     def _flush_assignments(self) -> None:
         assignments, self._assignments = self._assignments, {}
@@ -528,7 +531,8 @@ class Raylet(Service):
             for _, bufs in items:
                 frames.extend(bufs)
             self.send(self.router, [worker.worker_id],
-                      ExecuteTasks(tasks=[a for a, _ in items], buf_counts=[len(b) for _, b in items]),
+                      construct(ExecuteTasks, kind="ExecuteTasks", tasks=[a for a, _ in items],
+                                buf_counts=[len(b) for _, b in items]),
                       frames)
 
     def _observe_duration(self, worker: WorkerProc, task: Task) -> None:
@@ -709,13 +713,14 @@ class Raylet(Service):
             bufs: list[Any] = []
             for obj, fetch in entries:
                 if fetch and not obj.in_store:
-                    locs.append(ObjectLoc(object_id=obj.object_id, size=obj.size, buf=len(bufs),
-                                          is_error=obj.is_error))
+                    locs.append(construct(ObjectLoc, object_id=obj.object_id, size=obj.size,
+                                          buf=len(bufs), is_error=obj.is_error))
                     bufs.append(obj.data)
                 else:
-                    locs.append(ObjectLoc(object_id=obj.object_id, size=obj.size,
+                    locs.append(construct(ObjectLoc, object_id=obj.object_id, size=obj.size,
                                           in_store=obj.in_store and fetch, is_error=obj.is_error))
-            self.send(self.router, [ident], ObjectsReady(objects=locs), bufs)
+            msg = construct(ObjectsReady, kind="ObjectsReady", objects=locs)
+            self.send(self.router, [ident], msg, bufs)
 
     def on_get(self, route: list[bytes], msg: Message, bufs: list[Any]) -> None:
         assert isinstance(msg, GetObjects)
