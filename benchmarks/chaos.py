@@ -125,6 +125,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def driver_command(calm: float, chaos: float, log_path: str, get_timeout: float,
+                   stop: str = "") -> list[str]:
+    """The workload driver: rounds logged to `log_path` until `calm + chaos`
+    seconds passed or the file `stop` exists."""
+    return [sys.executable, "-c", DRIVER, str(calm), str(chaos), log_path, str(get_timeout),
+            *([stop] if stop else [])]
+
+
 def run(calm: float, chaos: float, every: float, root: str | None = None,
         keep_logs: str | None = None, get_timeout: float = 120.0,
         node_timeout: float = 1.0) -> dict[str, Any]:
@@ -147,8 +155,7 @@ def run(calm: float, chaos: float, every: float, root: str | None = None,
                 raise SystemExit(out.stdout + out.stderr)
         log_path = os.path.join(root, "rounds.log")
         env = dict(os.environ, ZRAY_SESSION_ROOT=root)
-        driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(calm), str(chaos), log_path,
-                                   str(get_timeout)],
+        driver = subprocess.Popen(driver_command(calm, chaos, log_path, get_timeout),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                   cwd=str(REPO))
         began = time.time()

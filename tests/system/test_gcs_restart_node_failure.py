@@ -11,14 +11,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from benchmarks.chaos import DRIVER
+from benchmarks.chaos import driver_command
 from tests.conftest import REPO_ROOT, poll_for, short_tmpdir, stop_popen
 from tests.system.clusters import Head, started_cluster
 from tests.system.node_faults import kill_node, wait_declared_dead
@@ -51,16 +50,25 @@ def rounds(log: Path) -> int:
     return int(lines[-1].split()[1]) if lines else 0
 
 
+def driver_output(driver: subprocess.Popen[str]) -> str:
+    """What a driver that does not get on printed (it is stopped first)."""
+    if driver.poll() is None:
+        driver.kill()
+    out, err = driver.communicate(timeout=30)
+    return f"driver exit {driver.returncode}:\n{out[-3000:]}\n{err[-3000:]}"
+
+
 @pytest.mark.parametrize("shard", ["gcs-1", "gcs"])
 def test_workload_survives_a_gcs_shard_restart_during_a_node_death(cluster: Head, shard: str) -> None:
     folder = Path(short_tmpdir("zw-"))
     log, stop = folder / "rounds.log", folder / "stop"
     env = dict(os.environ, ZRAY_SESSION_ROOT=cluster.root, PYTHONUNBUFFERED="1",
                PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p))
-    driver = subprocess.Popen([sys.executable, "-c", DRIVER, "0", "600", str(log), str(stop)], env=env,
+    driver = subprocess.Popen(driver_command(0, 600, str(log), 120, str(stop)), env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(REPO_ROOT))
     try:
-        poll_for(lambda: rounds(log) >= 3, 90, interval=0.1, what="the workload to run")
+        poll_for(lambda: rounds(log) >= 3, 90, interval=0.1, what="the workload to run",
+                 on_timeout=lambda: driver_output(driver))
         before = services(cluster)[shard]
         os.kill(before["pid"], signal.SIGKILL)
         victim = kill_node(cluster, "n2")
