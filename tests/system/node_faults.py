@@ -80,7 +80,8 @@ class Driver:
         self.folder = short_tmpdir("zd-")
         env = dict(os.environ, ZRAY_SESSION_ROOT=head.root, PYTHONUNBUFFERED="1",
                    PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p))
-        self.lines: list[str] = []
+        self.lines: list[str] = []  # what it printed so far
+        self._partial = ""
         self.proc = subprocess.Popen([sys.executable, "-c", prelude + textwrap.dedent(body), self.folder],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
@@ -88,28 +89,36 @@ class Driver:
         import selectors
 
         assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
         sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        sel.register(fd, selectors.EVENT_READ)
 
         def arrived() -> bool:
+            # Raw reads: a buffered readline could take two lines off the pipe
+            # and leave the second where select() no longer sees it.
             if sel.select(0.05):
-                line = self.proc.stdout.readline()  # type: ignore[union-attr]
-                if not line:
-                    raise AssertionError(f"driver ended early:\n{''.join(self.lines)}"
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    raise AssertionError(f"driver ended early:\n{''.join(self.lines)}{self._partial}"
                                          f"{self.proc.stderr.read()}")  # type: ignore[union-attr]
-                self.lines.append(line)
+                *complete, self._partial = (self._partial + chunk.decode()).split("\n")
+                self.lines.extend(line + "\n" for line in complete)
             return any(line.strip() == name for line in self.lines)
 
-        poll_for(arrived, timeout, interval=0.01, what=f"the driver to reach {name}")
+        try:
+            poll_for(arrived, timeout, interval=0.01, what=f"the driver to reach {name}")
+        finally:
+            sel.close()
 
     def go(self, name: str) -> None:
         open(os.path.join(self.folder, name), "w").close()
 
     def finish(self, timeout: float = 120.0) -> dict[str, Any]:
         out, err = self.proc.communicate(timeout=timeout)
+        out = self._partial + out
         shutil.rmtree(self.folder, ignore_errors=True)
         assert self.proc.returncode == 0, f"driver failed:\n{''.join(self.lines)}{out}\n{err}"
-        return dict(json.loads(out.strip().splitlines()[-1]))
+        return dict(json.loads(("".join(self.lines) + out).strip().splitlines()[-1]))
 
     def kill(self) -> None:
         if self.proc.poll() is None:
