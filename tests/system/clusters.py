@@ -140,3 +140,10 @@ def started_cluster(prefix: str, head_args: Sequence[str] = (), nodes: Sequence[
             else:
                 os.environ[key] = value
         stop_cluster(head)
+
+
+def services(head: Head) -> dict[str, dict[str, Any]]:
+    """The head's supervised services by name, from `zray status --json`."""
+    out = head.cli("status", "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    return {s["name"]: s for s in json.loads(out.stdout)["services"]}

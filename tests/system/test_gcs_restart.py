@@ -22,7 +22,7 @@ from tests.conftest import (
     short_tmpdir,
     stop_popen,
 )
-from tests.system.clusters import Head, started_cluster
+from tests.system.clusters import Head, services, started_cluster
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -60,12 +60,6 @@ WORKLOAD = textwrap.dedent("""
 def head() -> Iterator[Head]:
     with started_cluster("zr-", ["--num-cpus", "2", "--gcs-shards", str(SHARDS)], shards=SHARDS) as h:
         yield h
-
-
-def services(head: Head) -> dict[str, dict[str, Any]]:
-    out = head.cli("status", "--json")
-    assert out.returncode == 0, out.stdout + out.stderr
-    return {s["name"]: s for s in json.loads(out.stdout)["services"]}
 
 
 def read_int(path: str) -> int:

@@ -13,13 +13,12 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from benchmarks.chaos import driver_command
 from tests.conftest import REPO_ROOT, poll_for, short_tmpdir, stop_popen
-from tests.system.clusters import Head, started_cluster
+from tests.system.clusters import Head, services, started_cluster
 from tests.system.node_faults import kill_node, wait_declared_dead
 
 pytestmark = pytest.mark.timeout(300)
@@ -34,12 +33,6 @@ def cluster() -> Iterator[Head]:
                          nodes=[["--num-cpus", "1", "--node-name", name] for name in ("n2", "n3")],
                          shards=SHARDS, env={"ZRAY_SCHED_NODE_TIMEOUT": "2.0"}) as h:
         yield h
-
-
-def services(head: Head) -> dict[str, dict[str, Any]]:
-    out = head.cli("status", "--json")
-    assert out.returncode == 0, out.stdout + out.stderr
-    return {s["name"]: s for s in json.loads(out.stdout)["services"]}
 
 
 def rounds(log: Path) -> int:

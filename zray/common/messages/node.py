@@ -116,15 +116,9 @@ class ResolveObjects(Message):
     owners: dict[str, str]
 
 
-class ResolvedObject(Record):
+class ResolvedObject(RemoteArg):
     """An object a node asked for: inline in frame `buf`, or in the store of
     the node at `address` (pull it from there)."""
-
-    object_id: str
-    size: int
-    buf: int = -1
-    address: str = ""
-    is_error: bool = False
 
 
 class ObjectsResolved(Message):
