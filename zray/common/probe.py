@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import zmq
 
@@ -13,11 +13,14 @@ from zray.common.errors import ConnectionFailedError, ProtocolError
 from zray.common.messages.base import Message
 from zray.common.sockets import configure, connect, silence_hint
 
+M = TypeVar("M", bound=Message)
 
-def ask(address: str, request: Message, replies: Sequence[type[Message]], timeout: float,
-        what: str) -> Message:
-    """Send `request` to the ROUTER at `address` and return its reply, or raise
-    ConnectionFailedError naming `what` when none comes within `timeout` seconds."""
+
+def ask(address: str, request: Message, expected: type[M], replies: Sequence[type[Message]],
+        timeout: float, what: str) -> M:
+    """Send `request` to the ROUTER at `address` and return its `expected` reply,
+    or raise ConnectionFailedError naming `what` when none comes within `timeout`
+    seconds or another kind comes back."""
     ctx: zmq.Context[Any] = zmq.Context.instance()
     sock = configure(ctx.socket(zmq.DEALER), identity=b"probe-" + os.urandom(6).hex().encode())
     try:
@@ -32,4 +35,6 @@ def ask(address: str, request: Message, replies: Sequence[type[Message]], timeou
             raise ConnectionFailedError(f"{what} at {address} answered garbage: {exc}") from None
     finally:
         sock.close(0)
+    if not isinstance(msg, expected):
+        raise ConnectionFailedError(f"{what} at {address} answered {msg.kind}")
     return msg

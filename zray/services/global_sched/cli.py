@@ -51,11 +51,9 @@ def check(
     from zray.common.sockets import normalize
 
     try:
-        reply = ask(normalize(address), SchedPing(req_id=1), SCHED_REPLIES, timeout, "global scheduler")
+        reply = ask(normalize(address), SchedPing(req_id=1), SchedPong, SCHED_REPLIES, timeout,
+                    "global scheduler")
     except ZrayError as exc:
         typer.echo(f"unhealthy: {exc}", err=True)
-        sys.exit(1)
-    if not isinstance(reply, SchedPong):
-        typer.echo(f"unhealthy: global scheduler at {address} answered {reply.kind}", err=True)
         sys.exit(1)
     typer.echo(f"ok: global scheduler at {address}, {reply.nodes} node(s) heartbeating")

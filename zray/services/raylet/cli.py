@@ -80,12 +80,10 @@ def check(
     from zray.common.probe import ask
 
     try:
-        reply = ask(address, NodeStatsRequest(req_id=1), RAYLET_TO_CLIENT, timeout, "raylet")
+        reply = ask(address, NodeStatsRequest(req_id=1), NodeStatsReply, RAYLET_TO_CLIENT, timeout,
+                    "raylet")
     except ZrayError as exc:
         typer.echo(f"unhealthy: {exc}", err=True)
-        sys.exit(1)
-    if not isinstance(reply, NodeStatsReply):
-        typer.echo(f"unhealthy: raylet at {address} answered {reply.kind}", err=True)
         sys.exit(1)
     stats = reply.stats
     typer.echo(f"ok: raylet of node {stats.get('node_name')} ({str(stats.get('node_id'))[:12]}), "
