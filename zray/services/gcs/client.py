@@ -68,6 +68,7 @@ class GcsClient:
         self.keys = CurveKeys.from_token(token) if token is not None else None
         self._ctx = ctx or zmq.Context.instance()
         self._watches: dict[zmq.Socket[Any], HandshakeWatch] = {}
+        self._pollers: dict[zmq.Socket[Any], zmq.Poller] = {}
         self._socks = [self._connect(self.address)]
         self._addresses = [self.address]
         self._num_shards = 0  # 0: map not fetched yet
@@ -107,10 +108,12 @@ class GcsClient:
               timeout: float | None, shard: int) -> tuple[Message, list[Any]]:
         sock, address = self._socks[shard], self._addresses[shard]
         watch = self._watches.get(sock)
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        if watch is not None:
-            poller.register(watch.monitor, zmq.POLLIN)
+        poller = self._pollers.get(sock)
+        if poller is None:
+            poller = self._pollers[sock] = zmq.Poller()
+            poller.register(sock, zmq.POLLIN)
+            if watch is not None:
+                poller.register(watch.monitor, zmq.POLLIN)
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         attempt_timeout = ATTEMPT_TIMEOUT
         while True:
