@@ -20,6 +20,7 @@ import argparse
 import faulthandler
 import gc
 import json
+import logging
 import os
 import sys
 import threading
@@ -292,7 +293,109 @@ class ProcessPoolAdapter(Adapter):
         return {"start_method": self.start_method}
 
 
-ADAPTERS = {a.name: a for a in (ZrayAdapter, RayAdapter, DaskAdapter, ProcessPoolAdapter)}
+class IpyparallelAdapter(Adapter):
+    """ipyparallel: a controller (hub and schedulers) and 2 engines, all local processes.
+
+    Tasks go through a LoadBalancedView (the controller's task scheduler picks
+    the engine). ipyparallel has no object store and no actors; the nearest
+    equivalents use a DirectView on one engine and names in that engine's
+    namespace (see benchmarks/README.md)."""
+
+    name = "ipyparallel"
+    put_api = "dview.push(block=True) / dview.pull(block=True), one engine"
+    # put stores the array under this name on the engine; each put replaces
+    # the previous one, so at most one large array lives there at a time.
+    obj_name = "bench_obj"
+
+    def prepare(self) -> None:
+        import tempfile
+
+        import ipyparallel
+
+        self.ipp = ipyparallel
+        # Profile, connection files and logs go to a folder removed at
+        # shutdown, not to ~/.ipython (IPYTHONDIR is inherited by the engines).
+        self.profile_root = tempfile.mkdtemp(prefix="zray_bench_ipp_")
+        os.environ["IPYTHONDIR"] = self.profile_root
+        self.cluster: Any = None
+        self.client: Any = None
+        self.actors = 0
+
+    def start(self) -> None:
+        # Controller and engines are started with Popen(start_new_session=True):
+        # outside the worker's process group, but descendants of the worker.
+        self.cluster = self.ipp.Cluster(n=NCPUS, profile_dir=os.path.join(self.profile_root, "profile"),
+                                        log_level=logging.WARNING)
+        self.client = self.cluster.start_and_connect_sync()
+        self.lview = self.client.load_balanced_view()
+        # put/get, large argument and actors: a DirectView on the first engine
+        self.dview = self.client[self.client.ids[0]]
+
+    def shutdown(self) -> None:
+        import shutil
+
+        # Each engine starts a nanny in a session of its own; once the engine
+        # is gone the nanny is no longer our descendant, but tells the hub and
+        # exits (up to ~3 s of zmq linger). Wait for all of them here.
+        procs = descendants()
+        try:
+            if self.client is not None:
+                self.client.close()
+            if self.cluster is not None:
+                self.cluster.stop_cluster_sync()
+            psutil.wait_procs(procs, timeout=10)
+        finally:
+            shutil.rmtree(self.profile_root, ignore_errors=True)
+
+    def submit_noop(self) -> Any:
+        return self.lview.apply_async(bench_tasks.noop)
+
+    def submit_inc(self, x: Any) -> Any:
+        raise NotSupported("cannot pass a task's result by reference to another task "
+                           "(after= orders tasks but passes no data)")
+
+    def get_one(self, handle: Any) -> Any:
+        return handle.get()
+
+    def gather(self, handles: list[Any]) -> list[Any]:
+        return [h.get() for h in handles]
+
+    def put(self, value: Any) -> Any:
+        self.dview.push({self.obj_name: value}, block=True)
+        return self.ipp.Reference(self.obj_name)
+
+    def get_obj(self, ref: Any) -> Any:
+        return self.dview.pull(ref.name, block=True)
+
+    def submit_total(self, ref: Any) -> Any:
+        # runs on the engine holding the pushed array; the Reference is resolved there
+        return self.dview.apply_async(bench_tasks.total, ref)
+
+    # The "actor": a bench_tasks.Noop instance created in the first engine's
+    # namespace; its method is called through the DirectView by a Reference,
+    # which the engine resolves to the bound method and calls.
+    def start_actor(self) -> Any:
+        self.actors += 1
+        name = f"bench_actor_{self.actors}"
+        self.dview.execute(f"import bench_tasks\n{name} = bench_tasks.Noop()", block=False)
+        return name
+
+    def submit_actor_noop(self, actor: Any) -> Any:
+        return self.dview.apply_async(self.ipp.Reference(f"{actor}.noop"))
+
+    def stop_actor(self, actor: Any) -> None:
+        self.dview.execute(f"del {actor}", block=True)
+
+    def info(self) -> dict[str, Any]:
+        return {"version": self.ipp.__version__,
+                "controller": "ipcontroller process (hub and schedulers), default task scheme",
+                "engines": f"{NCPUS} ipengine processes",
+                "tasks": "LoadBalancedView.apply_async",
+                "put_get_actor_engine": "DirectView on the first engine"}
+
+
+ADAPTERS = {a.name: a for a in (ZrayAdapter, RayAdapter, DaskAdapter, ProcessPoolAdapter,
+                                IpyparallelAdapter)}
 
 
 # --------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""Benchmark zray against Ray, Dask distributed and ProcessPoolExecutor.
+"""Benchmark zray against Ray, Dask distributed, ProcessPoolExecutor and ipyparallel.
 
-    python benchmarks/run.py [--compare ray,dask,processpool] [--repeats N]
+    python benchmarks/run.py [--compare ray,dask,processpool,ipyparallel] [--repeats N]
                              [--quick] [--json out.json]
 
 Every (system, repeat) runs in a fresh subprocess (bench_worker.py) that
@@ -34,10 +34,10 @@ sys.path.insert(0, HERE)
 
 from bench_worker import DEFAULT_CONFIG, QUICK_OVERRIDES, make_config  # noqa: E402
 
-PEERS = ["ray", "dask", "processpool"]
-DIST = {"zray": "zray", "ray": "ray", "dask": "distributed"}
+PEERS = ["ray", "dask", "processpool", "ipyparallel"]
+DIST = {"zray": "zray", "ray": "ray", "dask": "distributed", "ipyparallel": "ipyparallel"}
 IMPORT_NAME = {"zray": "zray", "ray": "ray", "dask": "distributed",
-               "processpool": "concurrent.futures"}
+               "processpool": "concurrent.futures", "ipyparallel": "ipyparallel"}
 
 # (case, key, label, unit, direction): direction +1 = higher is better,
 # -1 = lower is better, 0 = informational (no ratio).
@@ -103,9 +103,9 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": sys.version,
         "python_executable": sys.executable,
-        "packages": {d: version(d) for d in ("zray", "ray", "dask", "distributed", "numpy", "psutil",
-                                             "pyzmq", "cloudpickle", "pyarrow", "pydantic",
-                                             "tornado", "msgpack")},
+        "packages": {d: version(d) for d in ("zray", "ray", "dask", "distributed", "ipyparallel",
+                                             "numpy", "psutil", "pyzmq", "cloudpickle", "pyarrow",
+                                             "pydantic", "tornado", "msgpack")},
         "zray_git": git,
         "loadavg_at_start": os.getloadavg(),
     }
