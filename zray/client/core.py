@@ -22,6 +22,7 @@ from zray.client.object_ref import ObjectRef, set_tracker
 from zray.client.raylet_watch import CHECK_SECONDS, RayletWatch
 from zray.client.references import References
 from zray.client.store import map_object, write_object
+from zray.client.submit_window import DEFAULT_LIMIT, SubmitWindow, windowed
 from zray.client.task_context import TaskContext, TaskContextMixin
 from zray.client.worker_side import WorkerSide
 from zray.common import serialization, wire
@@ -75,6 +76,9 @@ SUBMIT_GAP = 0.0005
 SUBMIT_LINGER = 0.001
 RESTORE_ATTEMPTS = 5
 RELEASE_CHECK_SECONDS = 0.1
+# While tasks are held back (submit_window.py), the flusher collects results
+# and sends more this often when the driver's own thread is busy elsewhere.
+HELD_CHECK_SECONDS = 0.005
 
 
 class _FileGone(Exception):
@@ -137,6 +141,11 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
         self._last_release = 0.0
         self._release_scanned = 0
         self._init_direct()
+        # Drivers send at most ZRAY_SUBMIT_WINDOW plain tasks ahead of their results.
+        self.window = SubmitWindow(int(os.environ.get("ZRAY_SUBMIT_WINDOW", DEFAULT_LIMIT))) \
+            if is_driver else None
+        # Releases that wait for the held tasks naming their objects: oid -> count.
+        self._deferred_releases: dict[str, int] = {}
         self._next_req = 0
         self.closed = False
         self.watch: RayletWatch | None = None
@@ -210,6 +219,13 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
     def _queue_submit(self, spec: TaskSpec, bufs: list[Any], direct_to: str = "") -> None:
         with self.lock:
             now = time.monotonic()
+            window = self.window
+            if window is not None:
+                if windowed(spec):
+                    if not window.admit(spec, bufs):
+                        return  # the flusher or the next wait sends it when a slot frees
+                elif window.held and self._names_held(spec):
+                    self._send_held(everything=True)
             if direct_to:
                 count = self.queue_direct(spec, bufs, direct_to)
             else:
@@ -222,6 +238,44 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
             elif count == 1:  # the flusher takes all that follow with it
                 self._flush_soon()
             self._last_submit = now
+
+    def _names_held(self, spec: TaskSpec) -> bool:
+        assert self.window is not None
+        return any(self.window.pins(a.ref) for a in spec.args if a.ref is not None) or \
+            any(self.window.pins(o) for o in spec.nested_refs)
+
+    def _send_held(self, everything: bool = False) -> None:
+        """Send held tasks the window has room for (or all of them)."""
+        assert self.window is not None
+        released = self.window.release(everything)
+        if not released:
+            return
+        deferred = self._deferred_releases
+        for spec, bufs in released:
+            self._pending_specs.append(spec)
+            self._pending_bufs.extend(bufs)
+            self._pending_counts.append(len(bufs))
+            if deferred:
+                for oid in [return_object_hex(spec.task_id, i) for i in range(1, spec.num_returns + 1)] \
+                        + [a.ref for a in spec.args if a.ref is not None] + list(spec.nested_refs):
+                    count = deferred.pop(oid, 0)
+                    if count and not self.window.pins(oid):
+                        self.to_release.extend([oid] * count)
+                    elif count:
+                        deferred[oid] = count
+        self._flush_submits()
+
+    def _release_waits(self, oid: str) -> bool:
+        """A release of `oid` must wait: a held task names it (the raylet does not know it yet)."""
+        window = self.window
+        if window is None or not window.held:
+            return False
+        if self.refcounts.get(oid, 0) <= 1:
+            window.arrived(oid)  # its last ref: no get will wait for the result
+        if not window.pins(oid):
+            return False
+        self._deferred_releases[oid] = self._deferred_releases.get(oid, 0) + 1
+        return True
 
     def _flush_soon(self) -> None:
         """Have the flusher thread send buffered submissions and results shortly,
@@ -251,13 +305,15 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
             # Also wakes on its own now and then: refs a busy or idle driver
             # dropped are released even if it sends nothing else (dropping a
             # ref may run inside garbage collection, which must not signal).
-            if self._flush_event.wait(RELEASE_CHECK_SECONDS):
+            if self._flush_event.wait(self._flusher_timeout()):
                 time.sleep(SUBMIT_LINGER)
             # A thread inside the client flushes before it blocks: never wait for it.
             if not self.lock.acquire(blocking=False):
                 continue
             try:
                 if not self.closed:
+                    if self.window is not None and self.window.held:
+                        self._pump(0)  # results free slots; _process sends what they admit
                     self._flush_submits()
                     self._flush_reports()
                     self.flush_finished()
@@ -266,6 +322,11 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
                     self._nothing_buffered()  # else the next wait returns at once: a 1 ms spin
             finally:
                 self.lock.release()
+
+    def _flusher_timeout(self) -> float:
+        if self.window is not None and self.window.held:
+            return HELD_CHECK_SECONDS
+        return RELEASE_CHECK_SECONDS
 
     def _nothing_buffered(self) -> None:
         # Reports of direct calls need no wake-up: the next wait, the next
@@ -344,14 +405,19 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
                 got = True
             if not got:
                 break
+        if self.window is not None and self.window.held:
+            self._send_held()
         if self.threaded:
             self.cond.notify_all()
 
     def _handle(self, frames: list[bytes], direct: bool = False) -> None:
         msg, bufs = _PROTOCOL.decode(frames)
         if isinstance(msg, ObjectsReady):
+            window = self.window
             for loc in msg.objects:
                 oid = loc.object_id
+                if window is not None:
+                    window.arrived(oid)
                 was_expected = oid in self.expected
                 self.expected.discard(oid)
                 if oid not in self.refcounts:
@@ -402,6 +468,7 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
         oid = self.current_task_id.hex() + f"{self.next_put_counter() | PUT_FLAG:08x}"
         ser = self.serialize_value(value)
         ref = ObjectRef(oid, owned=True)
+        self._before_naming(ser.contained_refs)
         if ser.total_size > self.inline_limit:
             loc = self.store_object(oid, ser)
             self.send(PutObject(object_id=oid, size=loc.size, in_store=True,
@@ -487,7 +554,15 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
         self.send(KillActor(actor_id=actor_id, no_restart=no_restart))
 
     def cancel(self, ref: ObjectRef, force: bool) -> None:
+        self._before_naming([ref.hex()])
         self.send(CancelTask(task_id=ref.task_id(), force=force))
+
+    def _before_naming(self, oids: Sequence[str]) -> None:
+        """A message about to name these objects: held tasks that make or take them go first."""
+        window = self.window
+        if window is not None and window.held and any(window.pins(o) for o in oids):
+            with self.lock:
+                self._send_held(everything=True)
 
     # get and wait --------------------------------------------------------
     def _request_missing(self, oids: Sequence[str], fetch: bool) -> None:

@@ -53,6 +53,10 @@ class References:
     def _flush_reports(self, linger: float = 0.0) -> None:
         raise NotImplementedError
 
+    def _release_waits(self, oid: str) -> bool:
+        """Whether this release must wait (the raylet does not know the object yet)."""
+        return False
+
     def add_ref(self, oid: str, owned: bool, owner: str = "") -> None:
         count = self.refcounts.get(oid, 0)
         self.refcounts[oid] = count + 1
@@ -98,6 +102,8 @@ class References:
         released = []
         while self.to_release:
             oid = self.to_release.pop()
+            if self._release_waits(oid):
+                continue
             count = self.refcounts.get(oid, 0) - 1
             if count > 0:
                 self.refcounts[oid] = count

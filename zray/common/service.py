@@ -19,6 +19,7 @@ import zmq
 
 from zray.common import wire
 from zray.common.errors import ProtocolError
+from zray.common.heap import TRIM_INTERVAL_SECONDS, HeapTrimmer
 from zray.common.messages.base import ErrorReply, Message
 from zray.common.sockets import NOBLOCK, readable, recv_frames, send_frames
 
@@ -88,6 +89,7 @@ class Reader:
         if handler is None:
             log.warning("%s: no handler for %s", self.service.name, msg.kind)
             return
+        self.service.handled += 1
         stats = self.stats.get(msg.kind)
         if stats is None:
             stats = self.stats[msg.kind] = [0, 0.0]
@@ -136,6 +138,9 @@ class Service:
         self._dirty: set[zmq.Socket[Any]] = set()
         self._after: list[Callable[[], None]] = []
         self._periodic: list[tuple[float, Callable[[], Any]]] = []
+        self.handled = 0  # messages handled, all sockets
+        self._heap = HeapTrimmer()
+        self.every(TRIM_INTERVAL_SECONDS, lambda: self._heap.maybe_trim(self.handled))
         self._stopped = asyncio.Event()
         self._close_reason = ""
         self.started_at = time.time()
