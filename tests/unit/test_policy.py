@@ -8,10 +8,12 @@ from zray.services.global_sched.policy import (
     TASK_SECONDS,
     TRANSFER_BYTES_PER_SECOND,
     NodeLoad,
+    charge,
     dead_nodes_to_forget,
     expected_wait,
     fits,
     place,
+    place_spread,
 )
 
 pytestmark = pytest.mark.timeout(10)
@@ -105,6 +107,41 @@ def test_policy_is_pure() -> None:
     before = [(n.queue_len, dict(n.available)) for n in nodes]
     place({"CPU": 1}, nodes, {"b": 5})
     assert [(n.queue_len, dict(n.available)) for n in nodes] == before
+
+
+def placed_burst(n: int, nodes: list[NodeLoad], spread: bool) -> list[str]:
+    """Place n one-CPU tasks between two heartbeats, charging each as the scheduler does."""
+    counts: dict[str, int] = {}
+    out = []
+    for _ in range(n):
+        target = place_spread({"CPU": 1}, nodes, counts) if spread else place({"CPU": 1}, nodes)
+        assert target is not None
+        counts[target.node_id] = counts.get(target.node_id, 0) + 1
+        charge(target, {"CPU": 1})
+        out.append(target.node_id)
+    return out
+
+
+def test_charge_takes_the_request_off_availability() -> None:
+    n = node("a", cpus=2, special=1)
+    charge(n, {"CPU": 1, "special": 1, "GPU": 0})
+    assert (n.queue_len, n.available) == (1, {"CPU": 1, "special": 0})
+
+
+def test_spread_burst_reaches_a_node_its_last_heartbeat_called_busy() -> None:
+    nodes = [node("head", cpus=1, free=0), node("n2", cpus=1), node("n3", cpus=1)]
+    assert sorted(set(placed_burst(6, nodes, spread=True))) == ["head", "n2", "n3"]
+
+
+def test_spread_burst_is_even() -> None:
+    nodes = [node("a", cpus=1), node("b", cpus=1), node("c", cpus=1)]
+    burst = placed_burst(9, nodes, spread=True)
+    assert sorted(burst.count(x) for x in "abc") == [3, 3, 3]
+
+
+def test_default_burst_fills_free_nodes_before_queueing() -> None:
+    nodes = [node("a", cpus=1), node("b", cpus=2), node("c", cpus=1, free=0)]
+    assert sorted(placed_burst(3, nodes, spread=False)) == ["a", "b", "b"]
 
 
 def test_dead_nodes_beyond_the_newest_are_forgotten() -> None:

@@ -64,6 +64,15 @@ def place_spread(request: dict[str, float], nodes: list[NodeLoad],
     return min(candidates, key=lambda n: (placed.get(n.node_id, 0), n.queue_len, n.node_id))
 
 
+def charge(node: NodeLoad, request: dict[str, float]) -> None:
+    """Count a placement against the node until its next heartbeat says otherwise:
+    a burst placed between two heartbeats must not all see the same free node."""
+    node.queue_len += 1
+    for name, amount in request.items():
+        if amount > 0:
+            node.available[name] = node.available.get(name, 0.0) - amount
+
+
 def dead_nodes_to_forget(dead: list[tuple[str, float]], keep: int) -> list[str]:
     """Of (node_id, last heartbeat time) of dead nodes, those beyond the newest `keep`."""
     if len(dead) <= keep:

@@ -35,7 +35,13 @@ from zray.common.sockets import bind
 from zray.services.gcs.client import ServiceGcs
 from zray.services.gcs.subscriber import ServiceSubscriber
 from zray.services.global_sched.actor_failover import ActorFailover
-from zray.services.global_sched.policy import NodeLoad, dead_nodes_to_forget, place, place_spread
+from zray.services.global_sched.policy import (
+    NodeLoad,
+    charge,
+    dead_nodes_to_forget,
+    place,
+    place_spread,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +90,7 @@ class GlobalScheduler(Service):
         if msg.node_id in self.declared_dead:
             return  # fenced: it must come back as a new node
         self.nodes[msg.node_id] = NodeLoad(msg.node_id, msg.address, msg.resources_total,
-                                           msg.resources_available, msg.queue_len)
+                                           dict(msg.resources_available), msg.queue_len)
         if msg.address.startswith("tcp://"):
             # Nodes others can reach are watched; a single-node cluster has nobody to fail over to.
             self.last_seen[msg.node_id] = time.monotonic()
@@ -107,8 +113,7 @@ class GlobalScheduler(Service):
             return False
         if msg.strategy == "SPREAD":
             self.spread_counts[node.node_id] = self.spread_counts.get(node.node_id, 0) + 1
-        # Count the placement against the node until its next heartbeat says otherwise.
-        node.queue_len += 1
+        charge(node, msg.resources)
         self.send(self.router, routing, TaskPlaced(req_id=msg.req_id, task_id=msg.task_id,
                                                    node_id=node.node_id, address=node.address))
         return True
