@@ -61,7 +61,7 @@ from zray.common.messages.raylet import (
     owner_address,
     split_frames,
 )
-from zray.common.messages.task import ActorCreation, ArgSpec, ObjectLoc, TaskSpec
+from zray.common.messages.task import ActorCreation, ArgSpec, ObjectLoc, TaskSpec, plain_task
 from zray.common.sockets import NOBLOCK, bind, configure, connect, readable, recv_frames, send_frames
 from zray.services.gcs.client import GcsClient
 
@@ -70,7 +70,8 @@ log = logging.getLogger(__name__)
 _PROTOCOL = wire.Protocol("raylet-client", RAYLET_TO_CLIENT)
 PUT_FLAG = 0x8000_0000
 # Submissions closer together than SUBMIT_GAP go out in batches of up to
-# SUBMIT_BATCH, at most SUBMIT_LINGER late; a lone submission goes at once.
+# SUBMIT_BATCH, at most SUBMIT_LINGER late; a lone submission, or the first
+# after a wait for results, goes at once.
 SUBMIT_BATCH = 64
 SUBMIT_GAP = 0.0005
 SUBMIT_LINGER = 0.001
@@ -435,8 +436,8 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
                 # Queued behind a task that now waits in get: hand them back to run elsewhere.
                 self.send(WorkerBlocked(returned=[t.spec.task_id for t in msg.tasks]))
             else:
-                if direct:  # calls a caller sent straight here
-                    self.direct_ids.update(t.spec.task_id for t in msg.tasks)
+                self.owner_first.update(t.spec.task_id for t in msg.tasks
+                                        if direct or plain_task(t.spec))
                 self.tasks_inbox.extend(zip(msg.tasks, split_frames(bufs, msg.buf_counts), strict=True))
         elif isinstance(msg, ExitWorker):
             self.tasks_inbox.append((msg, bufs))
@@ -554,6 +555,8 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
         self.send(KillActor(actor_id=actor_id, no_restart=no_restart))
 
     def cancel(self, ref: ObjectRef, force: bool) -> None:
+        if ref.hex() in self.results:
+            return  # it ended (its worker may be running another task): nothing to cancel
         self._before_naming([ref.hex()])
         self.send(CancelTask(task_id=ref.task_id(), force=force))
 
@@ -595,12 +598,15 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
             returned: list[str] = []
             if self.actor_id is None:  # an actor's calls can only run on its own worker
                 returned = [m.spec.task_id for m, _ in self.tasks_inbox if isinstance(m, ExecuteTask)]
+                self.owner_first.difference_update(returned)
                 self.tasks_inbox = [(m, b) for m, b in self.tasks_inbox
                                     if not isinstance(m, ExecuteTask)]
             self.send(WorkerBlocked(returned=returned))
             self.blocked = blocked = True
         try:
             while not done():
+                # A caller that waits is not in a burst: its next submission goes at once.
+                self._last_submit = 0.0
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False

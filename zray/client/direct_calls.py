@@ -59,8 +59,10 @@ class DirectCaller:
         self._direct_out: dict[str, tuple[list[ExecuteTask], list[Any], list[int]]] = {}
         self._reports: list[tuple[TaskSpec, list[Any], str]] = []
         self._reports_since = 0.0
-        # Calls received straight from their callers, not finished yet (worker side).
-        self.direct_ids: set[str] = set()
+        # Tasks whose results go to their owners before the raylet hears of
+        # them, not finished yet (worker side): calls received straight from
+        # their callers, and plain tasks (see WorkerSide.flush_finished).
+        self.owner_first: set[str] = set()
 
     def on_actor_moved(self, msg: ActorMoved) -> None:
         if msg.worker_id:

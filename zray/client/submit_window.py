@@ -23,7 +23,7 @@ from collections import deque
 from typing import Any
 
 from zray.common.ids import return_object_hex
-from zray.common.messages.task import TaskSpec
+from zray.common.messages.task import TaskSpec, plain_task
 
 DEFAULT_LIMIT = 1_000
 
@@ -85,7 +85,7 @@ class SubmitWindow:
 
 def windowed(spec: TaskSpec) -> bool:
     """Plain tasks are windowed; actor creations and calls go at once."""
-    return spec.actor_id is None and spec.actor_creation is None
+    return plain_task(spec)
 
 
 def _named(spec: TaskSpec) -> list[str]:

@@ -30,7 +30,7 @@ class WorkerSide:
     finished: list[FinishedTask]
     finished_bufs: list[Any]
     finished_owners: list[str]
-    direct_ids: set[str]
+    owner_first: set[str]
     owner_socks: OrderedDict[str, zmq.Socket[Any]]
 
     def _flush_submits(self) -> None:
@@ -118,17 +118,20 @@ class WorkerSide:
         if delivered:
             results = [construct(FinishedTask, **{**r.__dict__, "delivered": True})
                        if r.task_id in delivered else r for r in results]
-        # The raylet hears first: whatever the owner does next on seeing the
-        # results (e.g. a call that kills this worker) reaches the raylet after.
-        # Calls that came straight from their callers answer them first: the
-        # raylet is off their path (and their callers ignore a later answer).
-        direct = self.direct_ids
-        owner_first = bool(direct) and all(r.task_id in direct for r in results)
+        # The owner hears first when nothing it may do on seeing the results
+        # depends on the raylet having heard: calls that came straight from
+        # their callers (the raylet is off their path, and their callers
+        # ignore a later answer), and plain tasks whose results nest no refs
+        # (a release of an unsealed result waits for its seal; a cancel of a
+        # task whose result its owner has is not sent). Otherwise the raylet
+        # hears first: e.g. an actor call whose caller then kills the actor.
+        first = self.owner_first
+        owner_first = bool(first) and all(r.task_id in first and not r.contains for r in results)
         if owner_first:
             self._deliver_to_owners(by_owner, bufs)
         self.send(construct(TaskFinished, kind="TaskFinished", results=results), bufs)
         for result in results:
-            direct.discard(result.task_id)
+            first.discard(result.task_id)
             if result.contains:
                 self.release_held(result.contains)
         if not owner_first:

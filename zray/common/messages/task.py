@@ -36,15 +36,16 @@ class _CompactRecord:
     @classmethod
     def construct(cls, **values: Any) -> Self:
         """Built without validation, from fields zray's own code produced."""
-        obj = object.__new__(cls)
-        for name, default in _defaults(cls).items():
-            object.__setattr__(obj, name, values[name] if name in values else
-                               (default() if callable(default) else default))
-        return obj
+        build = _CONSTRUCTORS.get(cls)
+        if build is None:
+            build = _CONSTRUCTORS[cls] = _constructor(cls)
+        return build(**values)  # type: ignore[no-any-return]
 
 
 _ADAPTERS: dict[type, TypeAdapter[Any]] = {}
 _DEFAULTS: dict[type, dict[str, Any]] = {}
+_CONSTRUCTORS: dict[type, Any] = {}
+_UNSET = object()
 
 
 def _adapter(cls: type) -> TypeAdapter[Any]:
@@ -52,6 +53,29 @@ def _adapter(cls: type) -> TypeAdapter[Any]:
     if adapter is None:
         adapter = _ADAPTERS[cls] = TypeAdapter(cls)
     return adapter
+
+
+def _constructor(cls: type) -> Any:
+    """A function setting each field of `cls` from its keyword or its default.
+
+    Generated once per class: the task path builds a spec per task, and a
+    loop over the fields costs several times what straight-line code does."""
+    defaults = _defaults(cls)
+    env: dict[str, Any] = {"_new": object.__new__, "_set": object.__setattr__, "_cls": cls,
+                           "_UNSET": _UNSET}
+    params, body = [], ["    obj = _new(_cls)"]
+    for i, (name, default) in enumerate(defaults.items()):
+        if callable(default):  # a factory for a mutable default: a fresh value each time
+            env[f"_f{i}"] = default
+            params.append(f"{name}=_UNSET")
+            body.append(f"    _set(obj, {name!r}, _f{i}() if {name} is _UNSET else {name})")
+        else:
+            env[f"_d{i}"] = default
+            params.append(f"{name}=_d{i}")
+            body.append(f"    _set(obj, {name!r}, {name})")
+    source = f"def build(*, {', '.join(params)}):\n" + "\n".join(body) + "\n    return obj\n"
+    exec(source, env)  # noqa: S102 (source built from the dataclass's own field names)
+    return env["build"]
 
 
 def _defaults(cls: type) -> dict[str, Any]:
@@ -144,3 +168,8 @@ def direct_owner(spec: TaskSpec) -> str:
     on the worker's node ("" for a task forwarded from another node: its results
     go back through the raylets)."""
     return "" if spec.origin_node else spec.owner
+
+
+def plain_task(spec: TaskSpec) -> bool:
+    """Neither an actor's creation nor one of its calls."""
+    return spec.actor_id is None and spec.actor_creation is None
