@@ -135,6 +135,22 @@ def test_direct_call_on_a_dying_actor_raises_actor_died(actors: list[Any], tmp_p
     assert not routed(log)
 
 
+def test_answered_direct_calls_are_not_run_again_when_the_worker_dies_soon_after(
+        actors: list[Any], tmp_path: Path) -> None:
+    # The raylet may hear of answered direct calls a moment after their callers
+    # did; a crash in that moment must neither re-run them nor undo the answers.
+    log = Log.options(max_restarts=1).remote()
+    actors.append(log)
+    first_pid = zray.get(log.pid.remote(), timeout=30)
+    poll_for(lambda: routed(log), 10, what="the raylet to say where the actor is")
+    assert zray.get([log.add.remote(i) for i in range(5)], timeout=30) == [1, 2, 3, 4, 5]
+    with pytest.raises(zray.ActorDiedError, match="the call is not retried"):
+        zray.get(log.crash_once.remote(str(tmp_path / "crashed")), timeout=60)
+    poll_for(lambda: zray.get(log.pid.remote(), timeout=30) != first_pid, 30,
+             what="the actor to restart")
+    assert zray.get(log.read.remote(), timeout=30) == []  # a fresh actor: no call ran again
+
+
 def test_cancel_a_direct_call_queued_behind_a_running_one(
         actors: list[Any], tmp_path: Path) -> None:
     log = Log.remote()

@@ -142,6 +142,7 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
         self._last_release = 0.0
         self._release_scanned = 0
         self._init_direct()
+        self._init_told_later()
         # Drivers send at most ZRAY_SUBMIT_WINDOW plain tasks ahead of their results.
         self.window = SubmitWindow(int(os.environ.get("ZRAY_SUBMIT_WINDOW", DEFAULT_LIMIT))) \
             if is_driver else None
@@ -171,6 +172,7 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
             TaskID.for_driver(self.job_id) if self.job_id else TaskID.nil(),
             "driver" if is_driver else "")
         self.actor_id: str | None = None
+        self.calls_retried = False  # the hosted actor's calls run again after a crash
         set_tracker(self)
         if is_driver:
             self._flush_soon()
@@ -187,6 +189,7 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
         if self.watch is not None and self.watch.lost:
             raise RayletDiedError(self.watch.lost)
         with self.lock:
+            self._send_told_later()
             self._flush_submits()
             self._flush_reports()
             self._flush_refs()
@@ -436,8 +439,11 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
                 # Queued behind a task that now waits in get: hand them back to run elsewhere.
                 self.send(WorkerBlocked(returned=[t.spec.task_id for t in msg.tasks]))
             else:
-                self.owner_first.update(t.spec.task_id for t in msg.tasks
-                                        if direct or plain_task(t.spec))
+                # True: the raylet may hear of the result later (a direct call to
+                # an actor whose calls are never retried: a crash cannot replay it).
+                later = direct and not self.calls_retried
+                self.owner_first.update((t.spec.task_id, later)
+                                        for t in msg.tasks if direct or plain_task(t.spec))
                 self.tasks_inbox.extend(zip(msg.tasks, split_frames(bufs, msg.buf_counts), strict=True))
         elif isinstance(msg, ExitWorker):
             self.tasks_inbox.append((msg, bufs))
@@ -598,7 +604,8 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
             returned: list[str] = []
             if self.actor_id is None:  # an actor's calls can only run on its own worker
                 returned = [m.spec.task_id for m, _ in self.tasks_inbox if isinstance(m, ExecuteTask)]
-                self.owner_first.difference_update(returned)
+                for task_id in returned:
+                    self.owner_first.pop(task_id, None)
                 self.tasks_inbox = [(m, b) for m, b in self.tasks_inbox
                                     if not isinstance(m, ExecuteTask)]
             self.send(WorkerBlocked(returned=returned))

@@ -61,8 +61,9 @@ class DirectCaller:
         self._reports_since = 0.0
         # Tasks whose results go to their owners before the raylet hears of
         # them, not finished yet (worker side): calls received straight from
-        # their callers, and plain tasks (see WorkerSide.flush_finished).
-        self.owner_first: set[str] = set()
+        # their callers and plain tasks; True for those the raylet may hear of
+        # a moment later (see WorkerSide.flush_finished).
+        self.owner_first: dict[str, bool] = {}
 
     def on_actor_moved(self, msg: ActorMoved) -> None:
         if msg.worker_id:

@@ -195,6 +195,7 @@ class Worker:
         if spec.actor_creation is not None:
             self.actor = result
             self.client.actor_id = spec.actor_creation.actor_id
+            self.client.calls_retried = spec.actor_creation.max_task_retries != 0
             result = None
         return Outcome(values=self._split(result, spec.num_returns, spec.function_name))
 

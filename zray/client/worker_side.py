@@ -17,6 +17,16 @@ from zray.common.messages.task import ObjectLoc
 from zray.common.sockets import NOBLOCK, configure, connect, send_frames, writable
 
 MAX_OWNER_SOCKETS = 64
+# Results of calls that came straight from their callers (already answered,
+# never retried) reach the raylet this late at most, or once this many wait,
+# or before anything else this worker tells it: the raylet is off those
+# calls' path, so telling it need not cost the next call its wake-up. Had the
+# worker died meanwhile, the raylet fails calls whose callers have their
+# answers; a call that could be retried is told at once (a retry would run it
+# twice).
+TOLD_LATER_SECONDS = 0.002
+TOLD_LATER_MAX_AGE = 0.02
+TOLD_LATER_BATCH = 64
 
 
 class WorkerSide:
@@ -30,7 +40,7 @@ class WorkerSide:
     finished: list[FinishedTask]
     finished_bufs: list[Any]
     finished_owners: list[str]
-    owner_first: set[str]
+    owner_first: dict[str, bool]
     owner_socks: OrderedDict[str, zmq.Socket[Any]]
 
     def _flush_submits(self) -> None:
@@ -57,6 +67,9 @@ class WorkerSide:
     def send(self, msg: Any, buffers: Any = ()) -> None:
         raise NotImplementedError
 
+    def _transmit(self, frames: list[Any]) -> None:
+        raise NotImplementedError
+
     def next_task(self, flush_after: float) -> tuple[Any, list[Any]]:
         """The next task to run; buffered results and submissions go out before any wait."""
         with self.lock:
@@ -64,13 +77,16 @@ class WorkerSide:
             if not self.tasks_inbox:
                 self._pump(0)
             if not self.tasks_inbox or (self.finished and time.monotonic() > flush_after):
-                self.flush_finished()
+                self.flush_finished(tell_later=True)
             while not self.tasks_inbox:
                 self._flush_reports()
                 self._flush_refs(force=True)
                 if self.threaded:
                     break
-                self._pump(None)
+                if not self._told_later:
+                    self._pump(None)
+                elif not self._pump(TOLD_LATER_SECONDS):
+                    self._send_told_later()  # idle: now is a good time
             if self.tasks_inbox:
                 return self.tasks_inbox.pop(0)
         while True:  # concurrent actor: poll without the lock, so calls' threads can queue
@@ -102,8 +118,39 @@ class WorkerSide:
             self.finished_bufs.extend(frames)
         self.add_finished(result, owner, final)
 
-    def flush_finished(self) -> None:
+    def _init_told_later(self) -> None:
+        self._told_later: list[FinishedTask] = []
+        self._told_later_bufs: list[Any] = []
+        self._told_since = 0.0
+
+    def _send_told_later(self) -> None:
+        """Tell the raylet of the answered direct calls whose results it has not heard of."""
+        if self._told_later and not self.closed:
+            results, bufs = self._told_later, self._told_later_bufs
+            self._init_told_later()
+            self._transmit(wire.encode(construct(TaskFinished, kind="TaskFinished", results=results),
+                                       bufs))
+
+    def _tell_later(self, results: list[FinishedTask], bufs: list[Any]) -> None:
+        if not self._told_later:
+            self._told_since = time.monotonic()
+        base = len(self._told_later_bufs)
+        if base:
+            results = [construct(FinishedTask, **{**r.__dict__, "returns": [
+                construct(ObjectLoc, **{**loc.__dict__, "buf": loc.buf + base}) if loc.buf >= 0
+                else loc for loc in r.returns]}) for r in results]
+        self._told_later.extend(results)
+        self._told_later_bufs.extend(bufs)
+        if len(self._told_later) >= TOLD_LATER_BATCH or \
+                time.monotonic() - self._told_since > TOLD_LATER_MAX_AGE:
+            self._send_told_later()
+
+    def flush_finished(self, tell_later: bool = False) -> None:
+        """Send buffered results to their owners and the raylet; with `tell_later`,
+        the raylet may hear of answered direct calls a moment later (_tell_later)."""
         if not self.finished or self.closed:
+            if not tell_later:
+                self._send_told_later()
             return
         results, bufs, owners = self.finished, self.finished_bufs, self.finished_owners
         self.finished, self.finished_bufs, self.finished_owners = [], [], []
@@ -129,9 +176,15 @@ class WorkerSide:
         owner_first = bool(first) and all(r.task_id in first and not r.contains for r in results)
         if owner_first:
             self._deliver_to_owners(by_owner, bufs)
+            if tell_later and not self.threaded and all(first[r.task_id] for r in results) \
+                    and len(delivered) == len(results):
+                for result in results:
+                    del first[result.task_id]
+                self._tell_later(results, bufs)
+                return
         self.send(construct(TaskFinished, kind="TaskFinished", results=results), bufs)
         for result in results:
-            first.discard(result.task_id)
+            first.pop(result.task_id, None)
             if result.contains:
                 self.release_held(result.contains)
         if not owner_first:
