@@ -131,6 +131,15 @@ class GlobalScheduler(Service):
                 continue
             info = NodeInfo.model_validate_json(change.new)
             self.node_infos[info.node_id] = info
+            if not info.alive:
+                self.nodes.pop(info.node_id, None)
+            elif info.node_id not in self.nodes and info.node_id not in self.declared_dead \
+                    and time.time() - info.heartbeat_time < self.settings.node_timeout:
+                # Placed on from the moment it registers, as its (fresh) record describes
+                # it: a task spilled before its first heartbeat arrives must not miss it.
+                self.nodes[info.node_id] = NodeLoad(
+                    info.node_id, info.address or info.local_address, dict(info.resources_total),
+                    dict(info.resources_available), info.tasks_queued)
             # A node registered in the GCS must also heartbeat here, or it is declared dead.
             if info.alive and info.address and info.node_id not in self.last_seen \
                     and info.node_id not in self.declared_dead:
