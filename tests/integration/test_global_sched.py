@@ -166,16 +166,18 @@ def test_infeasible_task_waits_for_a_node_that_fits(raylet: Raylet) -> None:
 def test_a_registered_node_is_placed_on_before_its_first_heartbeat(sched: Sched,
                                                                   raylet: Raylet) -> None:
     # A node that just joined has a fresh record in the GCS; its first heartbeat
-    # comes an interval later, and a task spilled meanwhile must still find it.
+    # comes an interval later, and a task spilled meanwhile must still find it,
+    # also when the task reaches the scheduler before the record does.
     client = GcsClient(sched.gcs.address, timeout=5.0)
     try:
+        raylet.send(PlaceTask(req_id=4, task_id="t4", resources={"fresh": 1.0}))
+        assert raylet.nothing_within(200)
         info = NodeInfo(node_id="joined", node_name="joined", host="h", address="tcp://h:7",
                         local_address="", store_dir="", session_dir="", pid=1,
                         start_time=time.time(), heartbeat_time=time.time(),
                         resources_total={"CPU": 1.0, "fresh": 1.0},
                         resources_available={"CPU": 1.0, "fresh": 1.0})
         client.put(NODES, info.node_id, info.model_dump_json().encode())
-        raylet.send(PlaceTask(req_id=4, task_id="t4", resources={"fresh": 1.0}))
         placed = raylet.recv()
         assert isinstance(placed, TaskPlaced)
         assert (placed.task_id, placed.node_id, placed.address) == ("t4", "joined", "tcp://h:7")

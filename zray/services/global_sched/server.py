@@ -125,6 +125,7 @@ class GlobalScheduler(Service):
                 self.waiting.append((routing, msg))
 
     def _on_nodes(self, changes: list[Any]) -> None:
+        joined = False
         for change in changes:
             if change.new is None:
                 self.node_infos.pop(change.key, None)
@@ -140,10 +141,14 @@ class GlobalScheduler(Service):
                 self.nodes[info.node_id] = NodeLoad(
                     info.node_id, info.address or info.local_address, dict(info.resources_total),
                     dict(info.resources_available), info.tasks_queued)
+                joined = True
             # A node registered in the GCS must also heartbeat here, or it is declared dead.
             if info.alive and info.address and info.node_id not in self.last_seen \
                     and info.node_id not in self.declared_dead:
                 self.last_seen[info.node_id] = time.monotonic()
+        if joined and self.waiting:
+            # The record may arrive after a task that needs it: that task waits here.
+            self._retry_waiting()
 
     def _expire_nodes(self) -> None:
         now = time.monotonic()
