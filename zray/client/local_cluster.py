@@ -207,8 +207,8 @@ class LocalCluster:
                 env[key] = str(int(value) if key == "ZRAY_OBJECT_STORE_MEMORY" else value)
         if resources:
             env["ZRAY_RESOURCES"] = json.dumps(resources)
-        # One process serves the GCS and forks the other services (see launch.py);
-        # its log is gcs.log, theirs global-sched.log and raylet.log.
+        # One process serves the GCS and the global scheduler and forks the
+        # raylet (see launch.py); their logs are gcs.log and raylet.log.
         cluster._spawn("gcs", ["zray.services.launch", "embedded"], env, bound_to_parent)
         return cluster
 
@@ -220,7 +220,7 @@ class LocalCluster:
         for name, proc in self.procs.items():
             code = proc.poll()
             if code is not None:
-                paths = [log_path(self.session_dir, n) for n in ("gcs", "global-sched", "raylet")]
+                paths = [log_path(self.session_dir, n) for n in ("gcs", "raylet")]
                 tails = "".join(f"\n--- {p}:\n{log_tail(p)}" for p in paths)
                 raise ConnectionFailedError(
                     f"embedded cluster ({name}) exited with code {code} during start:{tails}")

@@ -233,16 +233,21 @@ class Service:
     def on_close(self) -> None:
         """Release resources; runs once at close."""
 
-    def run(self) -> None:
-        """Run in the foreground until SIGTERM/SIGINT or close()."""
+    def run(self, handle_signals: bool = True) -> None:
+        """Run in the foreground until SIGTERM/SIGINT or close().
+
+        A service run in a thread other than the main one leaves the signals
+        to its host (`handle_signals=False`) and is closed by it.
+        """
         asyncio.set_event_loop(self.loop)
         self.setup()
         self.status = Status.running
         for sock, reader in self._readers.items():
             self.loop.add_reader(_fd(sock), reader.drain)
             self.loop.call_soon(reader.drain)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self.loop.add_signal_handler(sig, self.close, f"signal {sig.name}")
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self.loop.add_signal_handler(sig, self.close, f"signal {sig.name}")
         tasks = [self.loop.create_task(self._run_periodic(i, j)) for i, j in self._periodic]
         try:
             self.loop.run_until_complete(self._stopped.wait())

@@ -1,9 +1,11 @@
 """Start services from `ZRAY_*` environment settings, without the CLI layer.
 
 `embedded` is what `zray.init()` runs: one process imports what every
-service and worker needs, forks the global scheduler and the raylet (which
-forks its first workers), then serves as the GCS shard itself. Each service
-is still its own process; none pays Python's start-up and imports again.
+service and worker needs, forks the raylet (which forks its first workers),
+then serves as the GCS shard with the global scheduler on a thread beside
+it. Neither the raylet nor a worker pays Python's start-up and imports
+again, and the scheduler, idle on a one-node cluster, costs no interpreter
+of its own.
 """
 
 from __future__ import annotations
@@ -57,17 +59,23 @@ def _run_gcs(children: dict[str, Any] | None = None) -> None:
     shard.run()
 
 
-def _run_sched() -> None:
+def _sched() -> Any:
     from zray.common.config import SchedSettings
-    from zray.common.logs import configure_logging
     from zray.services.global_sched.server import GlobalScheduler
     from zray.services.metrics import serve_sched
 
     settings = SchedSettings.load(env_prefix="ZRAY_SCHED_",
                                   gcs_address=os.environ["ZRAY_GCS_ADDRESS"])
-    configure_logging("global-sched", settings.log_level)
     sched = GlobalScheduler(settings)
     serve_sched(sched)
+    return sched
+
+
+def _run_sched() -> None:
+    from zray.common.logs import configure_logging
+
+    sched = _sched()
+    configure_logging("global-sched", sched.settings.log_level)
     sched.run()
 
 
@@ -79,17 +87,22 @@ def _run_embedded() -> None:
     import zray.services.gcs.server  # noqa: F401
     import zray.services.global_sched.server  # noqa: F401
     import zray.services.raylet.server  # noqa: F401
+    from zray.common.config import GcsSettings
     from zray.common.forking import fork_child
+    from zray.common.logs import configure_logging
+    from zray.common.service_thread import ServiceThread
 
     logs = os.path.join(os.environ["ZRAY_SESSION_DIR"], "logs")
-    children = {
-        "global-sched": fork_child(_run_sched, os.path.join(logs, "global-sched.log")),
+    # Fork before any thread exists; the scheduler's lines go to gcs.log.
+    children: dict[str, Any] = {
         "raylet": fork_child(lambda: _run_raylet(fork_workers=True), os.path.join(logs, "raylet.log")),
     }
+    configure_logging("gcs", GcsSettings.load(env_prefix="ZRAY_GCS_").log_level)
+    children["global-sched"] = ServiceThread(_sched()).start()
     try:
         _run_gcs(children)
     finally:
-        # The GCS goes last: its children close first (the raylet stops its workers).
+        # The GCS goes last: the others close first (the raylet stops its workers).
         for child in children.values():
             child.send_signal(signal.SIGTERM)
         for child in children.values():
