@@ -51,12 +51,15 @@ from zray.common.messages.raylet import (
     FinishedTask,
     GetObjects,
     KillActor,
+    LeaseEnded,
+    LeaseReturned,
     ObjectCreated,
     ObjectsReady,
     PutObject,
     RegisterClient,
     SubmitTasks,
     WorkerBlocked,
+    WorkerLeased,
     WorkerUnblocked,
     owner_address,
     split_frames,
@@ -68,6 +71,7 @@ from zray.services.gcs.client import GcsClient
 log = logging.getLogger(__name__)
 
 _PROTOCOL = wire.Protocol("raylet-client", RAYLET_TO_CLIENT)
+_DEFAULT_PLACEMENT = {"strategy": "DEFAULT"}
 PUT_FLAG = 0x8000_0000
 # Submissions closer together than SUBMIT_GAP go out in batches of up to
 # SUBMIT_BATCH, at most SUBMIT_LINGER late; a lone submission, or the first
@@ -284,11 +288,14 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
     def _flush_soon(self) -> None:
         """Have the flusher thread send buffered submissions and results shortly,
         even while this thread runs user code."""
+        self._start_flusher()
+        self._flush_event.set()
+
+    def _start_flusher(self) -> None:
         if self._flusher is None:
             self._flusher = threading.Thread(target=self._flush_loop, daemon=True,
                                              name="zray-flusher")
             self._flusher.start()
-        self._flush_event.set()
 
     def _flush_submits(self) -> None:
         self._flush_direct()
@@ -316,8 +323,10 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
                 continue
             try:
                 if not self.closed:
-                    if self.window is not None and self.window.held:
-                        self._pump(0)  # results free slots; _process sends what they admit
+                    if (self.window is not None and self.window.held) or self.may_be_leased:
+                        # Results free slots (_process sends what they admit); an
+                        # ended lease is returned even while the driver computes.
+                        self._pump(0)
                     self._flush_submits()
                     self._flush_reports()
                     self.flush_finished()
@@ -411,6 +420,10 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
                 break
         if self.window is not None and self.window.held:
             self._send_held()
+        if self.leases_to_return:
+            returned, self.leases_to_return = self.leases_to_return, []
+            self._flush_reports()  # the raylet hears of every task sent there first
+            self._transmit(wire.encode(LeaseReturned(workers=returned)))
         if self.threaded:
             self.cond.notify_all()
 
@@ -440,7 +453,9 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
                 self.send(WorkerBlocked(returned=[t.spec.task_id for t in msg.tasks]))
             else:
                 # True: the raylet may hear of the result later (a direct call to
-                # an actor whose calls are never retried: a crash cannot replay it).
+                # an actor whose calls are never retried: a crash cannot replay
+                # it; a plain task sent here directly: its owner ignores the
+                # result of a rerun after a crash).
                 later = direct and not self.calls_retried
                 self.owner_first.update((t.spec.task_id, later)
                                         for t in msg.tasks if direct or plain_task(t.spec))
@@ -449,6 +464,10 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
             self.tasks_inbox.append((msg, bufs))
         elif isinstance(msg, ActorMoved):
             self.on_actor_moved(msg)
+        elif isinstance(msg, WorkerLeased):
+            self.on_worker_leased(msg)
+        elif isinstance(msg, LeaseEnded):
+            self.on_lease_ended(msg)
         else:
             self.replies[getattr(msg, "req_id", 0)] = msg
 
@@ -534,8 +553,23 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
                         attempt=0, actor_creation=actor_creation, actor_id=actor_id, method=method,
                         nested_refs=nested, **(placement or {}))
         returns = [return_object_hex(task_id, i) for i in range(1, num_returns + 1)]
-        direct_to = "" if method is None or actor_id is None else \
-            self.direct_target(actor_id, bool(nested) or any(a.ref is not None for a in specs), returns)
+        by_ref = bool(nested) or any(a.ref is not None for a in specs)
+        if actor_id is not None:
+            direct_to = "" if method is None else self.direct_target(actor_id, by_ref, returns)
+        else:
+            held = self.window is not None and self.window.held
+            direct_to = "" if by_ref or actor_creation is not None or retry_exceptions or held \
+                or (placement and placement != _DEFAULT_PLACEMENT) or not self.leased \
+                else self.lease_target(resources, returns)
+            if self.is_driver and actor_creation is None:
+                if not direct_to and returns:
+                    self.sent_via_raylet(returns[0])
+                if not self.may_be_leased:
+                    # The raylet may lease a worker once this task ran: the flusher
+                    # then hears of that, and of the lease's end, while the driver
+                    # runs its own code.
+                    self.may_be_leased = True
+                    self._start_flusher()
         self._queue_submit(spec, bufs, direct_to)
         refs = []
         for oid in returns:

@@ -13,11 +13,20 @@ calls to the actor that went through the raylet is outstanding, and direct
 calls travel in order on one socket. Reports reach the raylet before
 anything else this process sends it afterwards (a cancel, a release of the
 calls' results, a kill).
+
+Plain tasks take the same path to a worker the raylet leased to this driver
+(WorkerLeased, see zray/services/raylet/leases.py): a task of the lease's
+resources whose arguments are all inline goes to the worker directly while
+the lease's previous such task has its result and no task the driver sent
+through the raylet is due (the raylet may have given it to the leased
+worker), so tasks run one after another cost two hops; tasks submitted in a
+burst go through the raylet, which spreads them over its workers.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Any
 
 import zmq
@@ -29,6 +38,8 @@ from zray.common.messages.raylet import (
     DirectCallsSent,
     ExecuteTask,
     ExecuteTasks,
+    LeaseEnded,
+    WorkerLeased,
     owner_address,
 )
 from zray.common.messages.task import TaskSpec
@@ -56,6 +67,14 @@ class DirectCaller:
         # actor id -> the returns of this process's latest call to it through the raylet
         self.actor_last_call: dict[str, list[str]] = {}
         self.direct_socks: dict[str, zmq.Socket[Any]] = {}
+        self.leased: dict[str, dict[str, float]] = {}  # leased worker (hex) -> its resources
+        self.may_be_leased = False  # a driver that submitted a plain task
+        # First results of this driver's plain tasks sent through the raylet,
+        # oldest first, pruned as they arrive: while one is due, the raylet may
+        # have given it to a leased worker, which is then busy.
+        self.via_raylet: deque[str] = deque()
+        self.lease_last: dict[str, list[str]] = {}  # leased worker -> returns of its latest task
+        self.leases_to_return: list[str] = []
         self._direct_out: dict[str, tuple[list[ExecuteTask], list[Any], list[int]]] = {}
         self._reports: list[tuple[TaskSpec, list[Any], str]] = []
         self._reports_since = 0.0
@@ -74,6 +93,40 @@ class DirectCaller:
             sock = self.direct_socks.pop(old, None)
             if sock is not None:
                 sock.close(0)  # its worker is gone: what is unsent is reported as lost
+
+    def on_worker_leased(self, msg: WorkerLeased) -> None:
+        self.leased[msg.worker_id] = msg.resources
+        self.lease_last.pop(msg.worker_id, None)
+
+    def on_lease_ended(self, msg: LeaseEnded) -> None:
+        self.leased.pop(msg.worker_id, None)
+        self.lease_last.pop(msg.worker_id, None)
+        if msg.worker_id not in self.actor_routes.values():
+            sock = self.direct_socks.pop(msg.worker_id, None)
+            if sock is not None:
+                sock.close()  # what it holds still reaches a live worker (its linger)
+        self.leases_to_return.append(msg.worker_id)  # once the reports are out (_process)
+
+    def sent_via_raylet(self, first_return: str) -> None:
+        self._raylet_tasks_due()
+        self.via_raylet.append(first_return)
+
+    def _raylet_tasks_due(self) -> bool:
+        pending, expected = self.via_raylet, self.expected
+        while pending and pending[0] not in expected:
+            pending.popleft()
+        return bool(pending)
+
+    def lease_target(self, resources: dict[str, float], returns: list[str]) -> str:
+        """A leased worker to send this plain task to directly, or '' for the raylet."""
+        if self.threaded or self._raylet_tasks_due():
+            return ""
+        expected = self.expected
+        for worker, leased in self.leased.items():
+            if leased == resources and not any(o in expected for o in self.lease_last.get(worker, ())):
+                self.lease_last[worker] = returns
+                return worker
+        return ""
 
     def direct_target(self, actor_id: str, by_ref: bool, returns: list[str]) -> str:
         """The worker to send this call to directly, or '' to go through the raylet."""

@@ -108,4 +108,7 @@ class RayletSettings(Settings):
     # Task state events kept in the GCS per node (the history `zray list tasks` shows).
     task_events_max: int = 80_000
     max_workers_per_cpu: int = 32
+    # A worker leased to a driver (leases.py) goes back to the pool after this
+    # long unused; 0 leases no workers.
+    lease_idle_seconds: float = 0.25
     prestart_workers: bool = True

@@ -158,9 +158,10 @@ class TaskFinished(Message):
 
 
 class DirectCallsSent(Message):
-    """Actor calls the sender sent straight to the actors' workers (`workers[i]`,
-    hex ids); frames are sliced per call as in SubmitTasks. The raylet tracks
-    them as running there, for failures, retries, cancellation and task states."""
+    """Actor calls and plain tasks the sender sent straight to workers
+    (`workers[i]`, hex ids: an actor's, or one leased to the sender); frames
+    are sliced per call as in SubmitTasks. The raylet tracks them as running
+    there, for failures, retries, cancellation and task states."""
 
     kind: Literal["DirectCallsSent"] = "DirectCallsSent"
     specs: list[TaskSpec]
@@ -175,6 +176,32 @@ class ActorMoved(Message):
     kind: Literal["ActorMoved"] = "ActorMoved"
     actor_id: str
     worker_id: str = ""
+
+
+class WorkerLeased(Message):
+    """Raylet to a driver: its plain tasks needing exactly `resources`, with
+    inline arguments only, may go straight to `worker_id` (hex), one at a time,
+    until LeaseEnded. The worker's resources stay held for the driver."""
+
+    kind: Literal["WorkerLeased"] = "WorkerLeased"
+    worker_id: str
+    resources: dict[str, float]
+
+
+class LeaseEnded(Message):
+    """Raylet to a driver: tasks no longer go straight to `worker_id`; the
+    driver answers LeaseReturned (unless the worker died)."""
+
+    kind: Literal["LeaseEnded"] = "LeaseEnded"
+    worker_id: str
+
+
+class LeaseReturned(Message):
+    """Driver to raylet, after reporting every task it sent these workers
+    (hex ids): the raylet may give them other work."""
+
+    kind: Literal["LeaseReturned"] = "LeaseReturned"
+    workers: list[str]
 
 
 class LogLines(Message):
@@ -235,11 +262,11 @@ class ListObjectsReply(Message):
 CLIENT_TO_RAYLET: list[type[Message]] = [
     RegisterClient, SubmitTasks, PutObject, CreateObject, GetObjects, ReleaseObjects,
     CancelTask, WorkerBlocked, WorkerUnblocked, TaskFinished, LogLines, NodeStatsRequest,
-    DisconnectClient, KillActor, ListObjectsRequest, DirectCallsSent,
+    DisconnectClient, KillActor, ListObjectsRequest, DirectCallsSent, LeaseReturned,
 ]
 RAYLET_TO_CLIENT: list[type[Message]] = [
     ClientRegistered, ObjectCreated, ObjectsReady, ExecuteTasks, ExitWorker, ErrorReply,
-    NodeStatsReply, ListObjectsReply, ActorMoved,
+    NodeStatsReply, ListObjectsReply, ActorMoved, WorkerLeased, LeaseEnded,
 ]
 
 

@@ -1,4 +1,5 @@
-"""Actor calls that callers send straight to the actor's worker.
+"""Actor calls that callers send straight to the actor's worker (and plain
+tasks sent to leased workers, which leases.py tracks).
 
 Once an actor is alive, the raylet tells each local caller whose call it
 dispatches where the actor's worker is (ActorMoved). The caller then sends
@@ -23,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from zray.common.messages.base import Message
 from zray.common.messages.raylet import ActorMoved, DirectCallsSent, FinishedTask, split_frames
+from zray.common.messages.task import plain_task
+from zray.services.raylet.leases import may_go_direct
 from zray.services.raylet.state import Task
 from zray.services.raylet.worker_pool import WorkerProc
 
@@ -32,6 +35,10 @@ if TYPE_CHECKING:
 # Results whose report never comes (its caller died first) go after this long.
 EARLY_SECONDS = 60.0
 EARLY_MAX = 100_000
+
+
+def _early_holder(task_id: str) -> bytes:
+    return b"early:" + task_id.encode()
 
 
 class DirectCalls:
@@ -48,36 +55,65 @@ class DirectCalls:
                              f"{len(msg.workers)} workers")
         for spec, task_bufs, worker in zip(msg.specs, split_frames(bufs, msg.buf_counts),
                                            msg.workers, strict=True):
-            if spec.actor_id is None:
-                raise ValueError(f"direct call {spec.task_id} names no actor")
+            if spec.actor_id is None and not plain_task(spec):
+                raise ValueError(f"direct task {spec.task_id} creates an actor")
+            if spec.actor_id is None and (not may_go_direct(spec) or spec.origin_node):
+                raise ValueError(f"direct task {spec.task_id} takes refs or comes from "
+                                 "another node: it must go through the raylet")
             self.raylet._submit(route[0], spec, task_bufs, direct_to=worker)
 
     def result_first(self, result: FinishedTask, bufs: list[Any]) -> None:
-        """An actor worker's result for a call not reported yet."""
+        """A worker's result for a call or task sent to it directly, not reported yet."""
+        if result.contains:
+            # The worker drops its own hold on the refs the result nests once it
+            # sent it: they are held here until the report says whose task it is.
+            objects, holder = self.raylet.objects, _early_holder(result.task_id)
+            for oids in result.contains.values():
+                for oid in oids:
+                    objects.hold(objects.entry(oid), holder)
         self.early[result.task_id] = (time.monotonic(), result, bufs)
         while len(self.early) > EARLY_MAX:
-            self.early.popitem(last=False)
+            self._unhold(self.early.popitem(last=False)[1][1])
 
     def expire(self) -> None:
         cutoff = time.monotonic() - EARLY_SECONDS
         while self.early:
-            task_id, (arrived, _, _) = next(iter(self.early.items()))
+            task_id, (arrived, result, _) = next(iter(self.early.items()))
             if arrived > cutoff:
                 break
             del self.early[task_id]
+            self._unhold(result)
+
+    def take_early(self, task_id: str) -> tuple[FinishedTask, list[Any]] | None:
+        """The result that came before the task's report, if one did."""
+        early = self.early.pop(task_id, None)
+        return None if early is None else (early[1], early[2])
+
+    def complete_early(self, task: Task, result: FinishedTask, bufs: list[Any]) -> None:
+        if result.delivered:
+            self.raylet._skip_owner_push(task)
+        self.raylet._complete(task, result.returns, bufs, result.contains)
+        self._unhold(result)  # the sealed results hold what they nest now
+
+    def _unhold(self, result: FinishedTask) -> None:
+        if not result.contains:
+            return
+        raylet, holder = self.raylet, _early_holder(result.task_id)
+        for oids in result.contains.values():
+            for oid in oids:
+                obj = raylet.objects.drop(oid, holder)
+                if obj is not None:
+                    raylet._maybe_free(obj)
 
     def started(self, task: Task, worker: WorkerProc | None) -> bool:
         """A reported call: runs on `worker` (None: the worker is gone). False
         if it is lost with its worker (neither running nor finished)."""
-        early = self.early.pop(task.spec.task_id, None)
+        early = self.take_early(task.spec.task_id)
         if early is not None:
-            _, result, bufs = early
             if worker is not None:
                 self.raylet.events.running(task, worker)
             self.raylet.actors.call_finished(task)
-            if result.delivered:
-                self.raylet._skip_owner_push(task)
-            self.raylet._complete(task, result.returns, bufs, result.contains)
+            self.complete_early(task, *early)
             return True
         if worker is None:
             return False

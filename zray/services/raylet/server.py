@@ -44,6 +44,7 @@ from zray.common.messages.raylet import (
     ExecuteTasks,
     GetObjects,
     KillActor,
+    LeaseReturned,
     ListObjectsReply,
     ListObjectsRequest,
     LogLines,
@@ -76,6 +77,7 @@ from zray.services.raylet.borrow_ledger import holder_node
 from zray.services.raylet.direct_calls import DirectCalls
 from zray.services.raylet.heartbeat import HeartbeatThread
 from zray.services.raylet.job_ends import JobEnds
+from zray.services.raylet.leases import Leases
 from zray.services.raylet.lineage import TASK_HEX, Lineage
 from zray.services.raylet.node_links import NodeLinks
 from zray.services.raylet.object_listing import summarize
@@ -141,6 +143,7 @@ class Raylet(Service):
         self.actor_placement = ActorPlacement(self)
         self.job_ends = JobEnds(self)
         self.direct = DirectCalls(self)
+        self.leases = Leases(self, settings.lease_idle_seconds)
         self.durations = pipelining.Durations()
         self.counters = {"finished": 0, "failed": 0, "retried": 0, "submitted": 0}
         self.started = time.time()
@@ -171,6 +174,7 @@ class Raylet(Service):
             KillActor: self.on_kill_actor,
             ListObjectsRequest: self.on_list_objects,
             DirectCallsSent: self.direct.on_sent,
+            LeaseReturned: self.leases.on_returned,
         }, routed=True)
         self.gcs = ServiceGcs(self, s.gcs_address)
         warning = check_shm(os.path.dirname(self.store_dir), self.store.capacity,
@@ -193,6 +197,8 @@ class Raylet(Service):
         self.every(1.0, self.publish_node)
         self.every(1.0, self.check_drivers)
         self.every(5.0, self.direct.expire)
+        if self.leases.idle_seconds:
+            self.every(min(0.05, self.leases.idle_seconds), self.leases.expire)
         self.subscriber = ServiceSubscriber(self, self.gcs)
         self.sched.follow(self.subscriber)
         self.actor_routes.follow(self.subscriber)
@@ -246,6 +252,7 @@ class Raylet(Service):
         client = self.clients.pop(ident, None)
         if client is None or not client.is_driver:
             return
+        self.leases.owner_gone(ident)
         job = client.job_id
         log.info("%s: job %s ends (%s)", self.name, job, why)
         self.actors.job_ended(job)
@@ -298,7 +305,7 @@ class Raylet(Service):
             self.actors.created(task)
         if spec.actor_id is not None:
             self.actors.call_submitted(task, direct_to)
-        elif task.missing == 0:
+        elif task.missing == 0 and direct_to is None:
             self._enqueue(task)
         if task.missing and self.remote_refs.ledger.owner_nodes:
             self.remote_refs.args_missing(task)
@@ -314,6 +321,8 @@ class Raylet(Service):
             return  # kept while the actor may restart on another node (actors.py deletes it)
         self.lineage.submitted(spec.task_id, spec.num_returns,
                                [arg.ref for arg in spec.args if arg.ref is not None])
+        if direct_to is not None:
+            self.leases.started(task, direct_to)  # a plain task sent to a leased worker
 
     def _enqueue(self, task: Task, front: bool = False) -> None:
         feasible = self.queue.feasible(task.resources)
@@ -444,6 +453,8 @@ class Raylet(Service):
     def schedule(self) -> None:
         self._schedule_scheduled = False
         queue = self.queue
+        if self.leases.by_owner:
+            self.leases.serve()
         while len(queue) and self.pool.idle:
             batch = queue.pop_dispatchable(len(self.pool.idle))
             if not batch:
@@ -467,7 +478,7 @@ class Raylet(Service):
         not wait a round trip between them (see pipelining.py for when)."""
         busy = [w for w in self.pool.workers.values()
                 if w.tasks and w.lease is not None and w.lease_held and not w.blocked
-                and w.actor_id is None]
+                and w.actor_id is None and w.leased_to is None]
         if not busy:
             return
         now = time.monotonic()
@@ -554,7 +565,7 @@ class Raylet(Service):
             pass
         if worker.actor_id is not None:
             return worker  # an actor's worker keeps its resources for the actor's life
-        if not worker.tasks:
+        if not worker.tasks and not self.leases.keep(task, worker):
             self._release_lease(worker)
             if worker.worker_id in self.pool.workers:
                 self.pool.give_back(worker)
@@ -573,8 +584,9 @@ class Raylet(Service):
         worker = self.pool.workers.get(route[0])
         for result in msg.results:
             task = self.tasks.get(result.task_id)
-            if task is None and worker is not None and worker.actor_id is not None:
-                self.direct.result_first(result, bufs)  # a direct call, not reported yet
+            if task is None and worker is not None and \
+                    (worker.actor_id is not None or worker.ever_leased):
+                self.direct.result_first(result, bufs)  # sent directly, not reported yet
                 continue
             if worker is None or task is None or task.worker is not worker:
                 # E.g. a queued task that was cancelled (and answered) before it ran.
@@ -856,9 +868,10 @@ class Raylet(Service):
             self.infeasible.pop(msg.task_id, None)
             self.fail_task(task, TaskCancelledError(
                 f"task {task.spec.function_name} ({msg.task_id[:12]}) was cancelled before it ran"))
-        elif worker.task is not task:
+        elif worker.task is not task and not task.sent_direct:
             # Queued behind the worker's running task: resolved now; the worker
-            # skips it when it gets there.
+            # skips it when it gets there. (A task its driver sent the worker
+            # may be running already: the tasks ahead may have ended untold.)
             self.send(self.router, [worker.worker_id + CONTROL_SUFFIX], msg)
             self._detach(task)
             self.fail_task(task, TaskCancelledError(
@@ -884,7 +897,10 @@ class Raylet(Service):
                 worker.tasks.remove(task)
                 task.worker = None
                 self.queue.push(task, task.resources, front=True)
-        if worker.tasks and not worker.blocked:
+            elif task is None and worker.ever_leased:
+                self.leases.handed_back.add(task_id)  # sent directly; queued once reported
+        # A leased worker may block in a task the raylet has not heard of yet.
+        if (worker.tasks or worker.leased_to is not None) and not worker.blocked:
             worker.blocked = True
             if worker.lease is not None and worker.lease_held:
                 self.queue.release(worker.lease)
@@ -910,6 +926,7 @@ class Raylet(Service):
         for worker, code in dead:
             how = worker.exit_how or describe_exit(code)
             self.clients.pop(worker.worker_id, None)
+            self.leases.died(worker, how)
             for obj in self.objects.drop_holder(worker.worker_id):
                 self._maybe_free(obj)
             tasks = list(worker.tasks)
@@ -930,7 +947,10 @@ class Raylet(Service):
                 continue
             head, queued = tasks[0], tasks[1:]
             for task in reversed(queued):  # never started: back to the front, no retry spent
-                if task.cancelled:
+                if task.sent_direct:
+                    # It may have run: the worker may not have told of the tasks ahead yet.
+                    self._worker_lost(task, worker, how)
+                elif task.cancelled:
                     self.fail_task(task, TaskCancelledError(
                         f"task {task.spec.function_name} ({task.spec.task_id[:12]}) was cancelled"))
                 else:

@@ -21,6 +21,9 @@ class Task:
     dispatched_at: float = 0.0
     # Set while another node runs it for this one.
     forwarded_to: str = ""
+    # Sent to its worker by its driver (leases.py): the raylet cannot tell
+    # whether it started before a task it knows to be ahead of it ended.
+    sent_direct: bool = False
 
 
 @dataclass(eq=False, slots=True)

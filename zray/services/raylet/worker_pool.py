@@ -36,6 +36,14 @@ class WorkerProc:
     gpu_ids: list[int] = field(default_factory=list)
     # When it last reported a result (for the pipelining decision).
     last_progress: float = 0.0
+    # The driver (route) it is leased to, whether that lease is ending (told,
+    # not returned yet), when it last ran or got a task of the lease, and
+    # whether it ever was leased (it may then report results of tasks the
+    # raylet has not heard of yet); see leases.py.
+    leased_to: bytes | None = None
+    lease_ending: bool = False
+    lease_used: float = 0.0
+    ever_leased: bool = False
     # Set when the worker belongs to an actor for the rest of its life.
     actor_id: str | None = None
     started_at: float = field(default_factory=time.monotonic)
