@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psutil
@@ -478,7 +479,7 @@ class Raylet(Service):
         not wait a round trip between them (see pipelining.py for when)."""
         busy = [w for w in self.pool.workers.values()
                 if w.tasks and w.lease is not None and w.lease_held and not w.blocked
-                and w.actor_id is None and w.leased_to is None]
+                and w.actor_id is None]
         if not busy:
             return
         now = time.monotonic()
@@ -490,9 +491,15 @@ class Raylet(Service):
             if room <= 0 or not pipelining.may_queue_behind(
                     fits(lease, self.queue.available), True, worker.last_progress, now):
                 continue
-            for task in self.queue.pop_shape(
-                    lease, room, lambda t: self.durations.is_short(t.spec.function_id)):
+            for task in self.queue.pop_shape(lease, room, self._may_pipeline(worker)):
                 self.send_task(task, worker)
+
+    def _may_pipeline(self, worker: WorkerProc) -> Callable[[Task], bool]:
+        """Short tasks, and behind a leased worker's tasks only its driver's:
+        the driver may send the worker tasks of its own, which would wait."""
+        owner = worker.leased_to
+        short = self.durations.is_short
+        return lambda t: short(t.spec.function_id) and (owner is None or t.owner == owner)
 
     def _maybe_spawn(self) -> None:
         # Start a worker when a CPU is free but every worker is busy (some block in get).
