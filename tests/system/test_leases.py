@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import zray
-from tests.conftest import poll_for, zray_cluster
+from tests.conftest import poll_for, wait_for_file, zray_cluster
 from zray.client import api
 
 pytestmark = pytest.mark.timeout(120)
@@ -59,15 +59,6 @@ def crash_once(marker: str) -> int:
         open(marker, "w").close()
         os._exit(3)
     return os.getpid()
-
-
-@zray.remote
-def wait_for(release: str, started: str) -> str:
-    open(started, "w").close()
-    deadline = time.monotonic() + 60
-    while not os.path.exists(release) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return "released"
 
 
 @zray.remote
@@ -151,7 +142,7 @@ class TestLeasedWorker:
     def test_cancel_a_running_direct_task(self, tmp_path: Path) -> None:
         leased_worker()
         release, started = str(tmp_path / "release"), str(tmp_path / "started")
-        ref = wait_for.remote(release, started)
+        ref = wait_for_file.remote(release, started)
         assert went_direct(ref)
         poll_for(lambda: os.path.exists(started), 30, what="the task to start")
         zray.cancel(ref, force=True)

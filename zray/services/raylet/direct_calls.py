@@ -117,10 +117,7 @@ class DirectCalls:
             return True
         if worker is None:
             return False
-        task.worker = worker
-        task.dispatched_at = time.monotonic()
-        self.raylet.events.running(task, worker)
-        worker.tasks.append(task)
+        self.raylet.attach(task, worker)
         return True
 
     # telling callers where an actor is -----------------------------------------

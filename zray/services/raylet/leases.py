@@ -66,9 +66,9 @@ class Leases:
         self.by_owner: dict[bytes, WorkerProc] = {}
         # Direct tasks a blocked worker handed back before their reports came.
         self.handed_back: set[str] = set()
-        # How recently dead leased workers died (hex id -> text), for the
-        # reports of tasks sent to them that come after their deaths.
-        self.deaths: OrderedDict[str, str] = OrderedDict()
+        # Recently dead leased workers (hex id -> the worker, how it died), for
+        # the reports of tasks sent to them that come after their deaths.
+        self.deaths: OrderedDict[str, tuple[WorkerProc, str]] = OrderedDict()
 
     # granting and ending ---------------------------------------------------
     def keep(self, task: Task, worker: WorkerProc) -> bool:
@@ -122,7 +122,7 @@ class Leases:
         """The worker is gone: its driver goes through the raylet again."""
         if worker.ever_leased:
             self.deaths[worker.worker_id.hex()] = \
-                f"the worker (pid {worker.pid}) {how}; see its log {worker.log_path}"
+                (worker, f"the worker (pid {worker.pid}) {how}; see its log {worker.log_path}")
             while len(self.deaths) > MAX_DEATHS:
                 self.deaths.popitem(last=False)
         owner = worker.leased_to
@@ -195,7 +195,9 @@ class Leases:
             raylet._enqueue(task)  # its worker blocked in a get before running it
             return
         if worker is None or worker.actor_id is not None:
-            death = self.deaths.get(worker_hex, f"worker {worker_hex[:12]} is gone")
+            dead, death = self.deaths.get(worker_hex, (None, f"worker {worker_hex[:12]} is gone"))
+            if dead is not None:
+                raylet.events.running(task, dead)  # the attempt ran there (and died with it)
             if task.retries_left > 0:
                 raylet._retry(task, f"was sent to a worker that is gone: {death}")
             else:
@@ -204,12 +206,9 @@ class Leases:
                     f"worker that died before it reported a result: {death}; retried "
                     f"{task.spec.attempt} times (max_retries={task.spec.max_retries})"))
             return
-        task.worker = worker
         task.sent_direct = True
-        task.dispatched_at = time.monotonic()
+        raylet.attach(task, worker)
         worker.lease_used = task.dispatched_at
-        raylet.events.running(task, worker)
-        worker.tasks.append(task)
         if worker in raylet.pool.idle:
             # The lease ended before the report came: the task holds the worker now.
             raylet.pool.idle.remove(worker)

@@ -509,12 +509,16 @@ class Raylet(Service):
                 and len(self.pool.workers) < limit:
             self.pool.spawn()
 
-    def send_task(self, task: Task, worker: WorkerProc) -> None:
-        """Assign a task to a worker; assignments go out batched per worker."""
+    def attach(self, task: Task, worker: WorkerProc) -> None:
+        """The task runs on `worker` from now (sent there by this raylet or by its caller)."""
         task.worker = worker
         task.dispatched_at = time.monotonic()
         self.events.running(task, worker)
         worker.tasks.append(task)
+
+    def send_task(self, task: Task, worker: WorkerProc) -> None:
+        """Assign a task to a worker; assignments go out batched per worker."""
+        self.attach(task, worker)
         bufs = list(task.bufs)
         arg_objects = []
         now = time.monotonic()
