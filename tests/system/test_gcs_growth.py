@@ -45,11 +45,17 @@ def test_task_specs_are_removed_once_their_results_are_dropped(monkeypatch: pyte
                      what="the specs of 8,000 finished tasks to be removed",
                      on_timeout=lambda: f"{tasks_rows()} task rows left")
             first_pages = gcs.ping().data_bytes
-            for _ in range(8):
-                zray.get([tiny.remote(i) for i in range(1000)])
-            poll_for(lambda: tasks_rows() < 50, 30, interval=0.1, what="the next 8,000 to go too")
-            # LMDB reuses the freed pages: the file does not keep growing.
-            assert gcs.ping().data_bytes <= first_pages * 1.5 + (1 << 20)
+            # LMDB reuses the freed pages: the file does not keep growing. Its
+            # high-water mark follows how many specs were live at once, which
+            # varies from batch to batch, so it may rise once or twice (~1.7x
+            # seen); a leak would add about first_pages with every round.
+            for _ in range(3):
+                for _ in range(8):
+                    zray.get([tiny.remote(i) for i in range(1000)])
+                poll_for(lambda: tasks_rows() < 50, 30, interval=0.1,
+                         what="the next 8,000 to go too")
+            assert gcs.ping().data_bytes <= first_pages * 2.2, (
+                f"{gcs.ping().data_bytes} bytes after 32,000 tasks, {first_pages} after 8,000")
 
             # A spec whose result in the object store is still referenced stays (lineage
             # to rebuild it), and so does the producer of its argument.
