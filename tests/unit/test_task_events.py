@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from types import SimpleNamespace
 from typing import Any
 
 from zray.common.messages.task import ObjectLoc, TaskSpec
 from zray.common.serialization import serialize_error
-from zray.common.task_records import merge_batches
+from zray.common.task_records import decode_batch, merge_batches
 from zray.services.raylet.state import Task
-from zray.services.raylet.task_events import TaskEvents, batch_key
+from zray.services.raylet.task_events import FULL_LOG, TaskEvents, batch_key
 
 
 def task(n: int, missing: int = 0, name: str = "f") -> Task:
@@ -47,13 +46,29 @@ def test_transitions_fold_into_one_record_with_its_run() -> None:
     writes = flush(ev)
     assert [k for k, _ in writes] == [batch_key("node", 1)]
     (rec,) = records(writes)
-    assert [e[0] for e in json.loads(writes[0][1] or b"")["events"]] == ["SUBMITTED", "RUNNING", "FINISHED"]
+    assert [e[0] for e in decode_batch(writes[0][1] or b"")["events"]] == ["SUBMITTED", "RUNNING", "FINISHED"]
     assert rec["state"] == "FINISHED" and rec["pid"] == 1001 and rec["worker_id"] == (b"\1" * 16).hex()
     assert len(rec["runs"]) == 1 and rec["runs"][0]["end"] >= rec["runs"][0]["start"]
     assert ev.live == {}, "finished tasks leave the raylet's memory"
     assert flush(ev) == [], "nothing changed, nothing written"
     assert ev.summary() == {"counts": {"FINISHED": 1, "FAILED": 0}, "failures": []}
 
+
+def test_a_burst_asks_for_an_early_flush_once() -> None:
+    ev = TaskEvents("node")
+    asked: list[int] = []
+    ev.on_full = lambda: asked.append(len(ev.log))
+    n = 0
+    while len(ev.log) < FULL_LOG + 100:
+        n += 1
+        ev.submitted(task(n))
+        ev.finished(task(n), [], [])
+    assert len(asked) == 1 and asked[0] >= FULL_LOG, "asked once, when the log was full"
+    assert len(records(flush(ev))) == n
+    for i in range(FULL_LOG // 2 + 1):
+        ev.submitted(task(n + 1 + i))
+        ev.finished(task(n + 1 + i), [], [])
+    assert len(asked) == 2, "asked again once the flushed log filled up anew"
 
 def test_pending_states_and_waits() -> None:
     ev = TaskEvents("node")
@@ -124,7 +139,7 @@ def test_history_is_bounded_and_live_tasks_are_carried_forward() -> None:
                 stored.pop(key)
             else:
                 stored[key] = value
-    assert sum(len(json.loads(v)["events"]) for v in stored.values()) <= 20
+    assert sum(len(decode_batch(v)["events"]) for v in stored.values()) <= 20
     merged = merge_batches(sorted(stored.items()))
     assert stuck.spec.task_id in {r["task_id"] for r in merged}, "a live task never drops out"
     assert len(merged) < 21

@@ -11,6 +11,7 @@ from zray.cli.observe_view import format_list, format_summary
 from zray.common.errors import ConfigError
 from zray.common.task_records import (
     check_state,
+    encode_batch,
     filter_records,
     find_task,
     merge_batches,
@@ -47,6 +48,16 @@ def test_events_fold_into_records_and_later_batches_win() -> None:
     assert b["state"] == "RETRYING" and b["attempt"] == 1 and b["error"] == "lost its worker"
     assert b["runs"][0]["start"] == 101.0, "a pipelined task starts when the one before it ends"
 
+
+def test_stored_batches_are_compressed_and_fold_like_plain_json() -> None:
+    events = [["SUBMITTED", f"{i:032x}", 100_000_000 + i, "j", "f", "f", "NORMAL_TASK", None,
+               {"CPU": 1}, "QUEUED"] for i in range(1000)]
+    events += [["FINISHED", f"{i:032x}", 100_500_000 + i, 0] for i in range(1000)]
+    plain = json.dumps({"node_id": "n1", "events": events}).encode()
+    stored = encode_batch("n1", events)
+    assert len(stored) * 4 < len(plain)
+    assert merge_batches([("n1:1", stored)]) == merge_batches([("n1:1", plain)])
+    assert len(merge_batches([("n1:1", stored)])) == 1000
 
 def test_filters_limits_and_errors() -> None:
     rows = [rec("aa11", "FINISHED"), rec("aa22", "FAILED", "g"), rec("bb33", "FINISHED")]

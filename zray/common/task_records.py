@@ -5,6 +5,7 @@ and the dashboard) and the pure logic over them: merging, filtering, summing.
 from __future__ import annotations
 
 import json
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, TypedDict
@@ -52,9 +53,11 @@ class TaskRecord(TypedDict):
     runs: list[RunRecord]
 
 
-# How raylets store task events: a batch is JSON {"node_id": ..., "events": [...]},
-# each event a small array, times in integer microseconds (cheap to encode: a
-# raylet writes a few for every task it runs):
+# How raylets store task events: a batch is zlib-compressed JSON {"node_id": ...,
+# "events": [...]}, each event a small array, times in integer microseconds
+# (cheap to encode: a raylet writes a few for every task it runs). Compressed, a
+# second of tiny tasks is a fifth of its JSON (mostly the random task ids), and
+# the GCS keeps, copies and maps that much less:
 #   [SUBMITTED, task_id, t, job_id, name, func, type, actor_id, resources, state]
 #   [RUNNING, task_id, t, attempt, worker_id, pid]
 #   [RETRYING, task_id, t, attempt that failed, why]
@@ -64,6 +67,17 @@ class TaskRecord(TypedDict):
 SUBMITTED = "SUBMITTED"
 WAITING_ON = "WAITING_ON"
 MAX_RUNS = 10  # attempts kept per task for the timeline
+_BATCH_LEVEL = 1  # zlib's fastest: ~1.5 us a task on the raylet, 5x smaller
+
+
+def encode_batch(node_id: str, events: list[list[Any]]) -> bytes:
+    return zlib.compress(json.dumps({"node_id": node_id, "events": events}).encode(), _BATCH_LEVEL)
+
+
+def decode_batch(value: bytes) -> dict[str, Any]:
+    """A stored batch (plain JSON is read too)."""
+    raw = bytes(value)
+    return json.loads(raw if raw[:1] == b"{" else zlib.decompress(raw))  # type: ignore[no-any-return]
 
 
 def merge_batches(batches: Iterable[tuple[str, bytes]]) -> list[TaskRecord]:
@@ -71,7 +85,7 @@ def merge_batches(batches: Iterable[tuple[str, bytes]]) -> list[TaskRecord]:
     records: dict[str, dict[str, Any]] = {}
     worker_last_end: dict[str, float] = {}
     for _, value in batches:
-        batch = json.loads(value)
+        batch = decode_batch(value)
         node_id = batch["node_id"]
         for event in batch["events"]:
             kind, task_id = event[0], event[1]

@@ -3,9 +3,9 @@
 `embedded` is what `zray.init()` runs: one process imports what every
 service and worker needs, forks the raylet (which forks its first workers),
 then serves as the GCS shard with the global scheduler on a thread beside
-it. Neither the raylet nor a worker pays Python's start-up and imports
-again, and the scheduler, idle on a one-node cluster, costs no interpreter
-of its own.
+it. Neither the raylet nor a worker pays Python's start-up and the shared
+imports again, and the scheduler, idle on a one-node cluster, costs no
+interpreter of its own.
 """
 
 from __future__ import annotations
@@ -28,11 +28,13 @@ def _prespawn_workers(fork: bool) -> object:
 
 
 def _run_raylet(fork_workers: bool) -> None:
+    # Workers first: forked before the raylet's own modules are imported, they
+    # do not carry them (a forked child's RSS counts every page it shares).
+    pool = _prespawn_workers(fork_workers)
     from zray.common.config import RayletSettings
     from zray.common.logs import configure_logging
     from zray.services.raylet.server import Raylet
 
-    pool = _prespawn_workers(fork_workers)
     settings = RayletSettings.load()
     configure_logging("raylet", settings.log_level)
     Raylet(settings, pool=pool).run()  # type: ignore[arg-type]
@@ -83,20 +85,22 @@ def _run_embedded() -> None:
     import signal
     import subprocess
 
-    import zray.client.worker  # noqa: F401  (imported once, inherited by forked workers)
-    import zray.services.gcs.server  # noqa: F401
-    import zray.services.global_sched.server  # noqa: F401
-    import zray.services.raylet.server  # noqa: F401
-    from zray.common.config import GcsSettings
+    # What every process needs (pydantic, the messages, zmq, the worker) is
+    # imported once, before the raylet is forked; each service imports its
+    # own modules after the fork, so no process carries another's.
+    import zray.client.worker  # noqa: F401
+    import zray.services.raylet.worker_pool  # noqa: F401
     from zray.common.forking import fork_child
-    from zray.common.logs import configure_logging
-    from zray.common.service_thread import ServiceThread
 
     logs = os.path.join(os.environ["ZRAY_SESSION_DIR"], "logs")
     # Fork before any thread exists; the scheduler's lines go to gcs.log.
     children: dict[str, Any] = {
         "raylet": fork_child(lambda: _run_raylet(fork_workers=True), os.path.join(logs, "raylet.log")),
     }
+    from zray.common.config import GcsSettings
+    from zray.common.logs import configure_logging
+    from zray.common.service_thread import ServiceThread
+
     configure_logging("gcs", GcsSettings.load(env_prefix="ZRAY_GCS_").log_level)
     children["global-sched"] = ServiceThread(_sched()).start()
     try:

@@ -33,6 +33,7 @@ class RayletObserver:
     def install(self) -> None:
         raylet = self.raylet
         raylet.every(FLUSH_INTERVAL, self.flush)
+        raylet.events.on_full = lambda: raylet.after_batch(self.flush_events)
         port = raylet.settings.metrics_port
         if port is not None:
             host = raylet.settings.metrics_host
@@ -40,11 +41,15 @@ class RayletObserver:
             self.metrics_key, value = metrics.record("raylet", host, bound)
             raylet.gcs.write(KV, self.metrics_key, value)
 
-    def flush(self) -> None:
+    def flush_events(self) -> None:
         raylet = self.raylet
         self._texts = {}  # descriptions shared by the tasks of this flush
         for key, value in raylet.events.flush(raylet.tasks.__contains__, self.describe_wait):
             raylet.gcs.write(TASK_EVENTS, key, value)
+
+    def flush(self) -> None:
+        raylet = self.raylet
+        self.flush_events()
         rows = json.dumps(self.worker_rows()).encode()
         if rows != self._workers_json:
             self._workers_json = rows

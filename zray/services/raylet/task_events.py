@@ -3,7 +3,7 @@
 The raylet's hooks append `(task, state, time in us, extra)` tuples to a list
 (nothing else on the task path). Once a second `flush` encodes them as small
 JSON arrays, one per transition (see zray/common/task_records.py for the
-format), into one GCS write: the batch `node_id:seq`. Readers fold the events
+format), compressed into one GCS write: the batch `node_id:seq`. Readers fold the events
 into records; the raylet builds no per-task records itself.
 
 History is bounded: the oldest batches are deleted once the batches hold more
@@ -14,7 +14,6 @@ never drop out.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from collections.abc import Callable
@@ -32,9 +31,13 @@ from zray.common.task_records import (
     SUBMITTED,
     TERMINAL,
     WAITING_ON,
+    encode_batch,
 )
 
 MAX_EVENTS = 80_000
+# Events that make a burst flush before its second is up: the log holds each
+# event's task (spec, argument frames) until it is flushed, ~1.5 KB a task.
+FULL_LOG = 4096
 MAX_FAILURES = 10  # latest failures kept for the summary
 WAITING = (PENDING_ARGS, PENDING_RESOURCES, QUEUED, RETRYING)
 Event = tuple[Any, str, int, Any]
@@ -71,6 +74,9 @@ class TaskEvents:
         self.batches: deque[tuple[int, int]] = deque()  # (seq, events) in the GCS
         self.ended: dict[str, int] = {FINISHED: 0, FAILED: 0}
         self.failures: deque[dict[str, Any]] = deque(maxlen=MAX_FAILURES)
+        # Called once when the log reaches FULL_LOG events, until the next flush.
+        self.on_full: Callable[[], None] | None = None
+        self._full_told = False
 
     # hooks: called by the raylet on the task path -------------------------
     def submitted(self, task: Any) -> None:
@@ -91,14 +97,19 @@ class TaskEvents:
             if loc.is_error:
                 error = bufs[loc.buf] if loc.buf >= 0 else b""
                 self.log.append((task, FAILED, _now_us(), error))
-                return
-        self.log.append((task, FINISHED, _now_us(), None))
+                break
+        else:
+            self.log.append((task, FINISHED, _now_us(), None))
+        if len(self.log) >= FULL_LOG and not self._full_told and self.on_full is not None:
+            self._full_told = True
+            self.on_full()
 
     # flushing (once a second, off the task path) ---------------------------
     def flush(self, is_live: Callable[[str], bool], describe_wait: Callable[[str, str], str]) -> \
             list[tuple[str, bytes | None]]:
         """(key, value) writes of the TASK_EVENTS table: a new batch, deletions of old ones."""
         log, self.log = self.log, []
+        self._full_told = False
         seq = self.seq + 1
         live = self.live
         events: list[list[Any]] = []
@@ -146,8 +157,7 @@ class TaskEvents:
             return writes
         self.seq = seq
         self.batches.append((seq, len(events)))
-        value = json.dumps({"node_id": self.node_id, "events": events})
-        writes.append((batch_key(self.node_id, seq), value.encode()))
+        writes.append((batch_key(self.node_id, seq), encode_batch(self.node_id, events)))
         return writes
 
     def _ended(self, task: Any, event: list[Any]) -> None:
