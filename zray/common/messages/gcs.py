@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic.dataclasses import dataclass
+
 from zray.common.messages.base import ErrorReply, Message
-from zray.common.messages.task import Record
+from zray.common.messages.task import COMPACT, CompactRecord, Record
 
 
-class WriteOp(Record):
-    """Put (value in payload frame `buf`) or delete one key of one table."""
+@dataclass(config=COMPACT, frozen=True, slots=True)
+class WriteOp(CompactRecord):
+    """Put (value in payload frame `buf`) or delete one key of one table.
+
+    A slotted dataclass: a write carries up to thousands of them."""
 
     table: str
     key: str

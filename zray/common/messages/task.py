@@ -14,10 +14,10 @@ class Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
-_COMPACT = ConfigDict(extra="forbid")
+COMPACT = ConfigDict(extra="forbid")
 
 
-class _CompactRecord:
+class CompactRecord:
     """The BaseModel methods the code calls, for the slotted records below."""
 
     __slots__ = ()
@@ -89,8 +89,8 @@ def _defaults(cls: type) -> dict[str, Any]:
     return known
 
 
-@dataclass(config=_COMPACT, frozen=True, slots=True)
-class ArgSpec(_CompactRecord):
+@dataclass(config=COMPACT, frozen=True, slots=True)
+class ArgSpec(CompactRecord):
     """One argument: by reference (`ref`) or by value (`buf`, a payload frame)."""
 
     ref: str | None = None
@@ -113,8 +113,8 @@ class ActorCreation(Record):
     methods: dict[str, int] = {}
 
 
-@dataclass(config=_COMPACT, frozen=True, slots=True)
-class TaskSpec(_CompactRecord):
+@dataclass(config=COMPACT, frozen=True, slots=True)
+class TaskSpec(CompactRecord):
     """Everything needed to (re-)execute a task; stored in the GCS as lineage.
 
     An actor's constructor is a task with `actor_creation`; a method call names
