@@ -17,7 +17,7 @@ _EXPORTS = {
     "cluster_resources": "zray.client.api",
     "get": "zray.client.api",
     "get_runtime_context": "zray.client.api",
-    "init": "zray.client.api",
+    "init": "zray.client.bootstrap",
     "is_initialized": "zray.client.api",
     "nodes": "zray.client.api",
     "put": "zray.client.api",
@@ -80,7 +80,6 @@ if TYPE_CHECKING:
         cluster_resources,
         get,
         get_runtime_context,
-        init,
         is_initialized,
         nodes,
         put,
@@ -88,6 +87,7 @@ if TYPE_CHECKING:
         shutdown,
         wait,
     )
+    from zray.client.bootstrap import init
     from zray.client.object_ref import ObjectRef
     from zray.common import errors as exceptions
     from zray.common.errors import (

@@ -11,7 +11,7 @@ import pytest
 
 import zray
 from tests.conftest import describe, poll_for, shm_entries, warm_up, zray_cluster, zray_processes
-from zray.common.errors import ZrayError
+from zray.common.errors import ConfigError, ConnectionFailedError, ZrayError
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -52,6 +52,44 @@ def test_init_options_are_reflected() -> None:
             zray.put(np.zeros(STORE // 8 + MiB, dtype=np.float64))
         # Objects that fit still do.
         assert zray.get(zray.put(np.ones(MiB)), timeout=60).sum() == MiB
+    assert not zray.is_initialized()
+
+
+def test_a_bad_option_fails_init_before_any_process_starts() -> None:
+    root = os.environ.get("ZRAY_SESSION_ROOT", "/tmp/zray_sessions")
+    before = set(os.listdir(root)) if os.path.isdir(root) else set()
+    with pytest.raises(ConfigError, match="resource 'disk'"):
+        zray.init(num_cpus=1, resources={"disk": "lots"})
+    assert not zray.is_initialized()
+    after = set(os.listdir(root)) if os.path.isdir(root) else set()
+    assert not after - before, "no session folder was made"
+    with zray_cluster(num_cpus=1):  # the next init starts as usual
+        assert zray.get(echo.remote(3), timeout=60) == 3
+
+
+def test_an_init_failing_after_its_cluster_started_stops_that_cluster(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from zray.client import api
+    from zray.client.local_cluster import LocalCluster
+
+    started: list[LocalCluster] = []
+    real_start = LocalCluster.start.__func__  # type: ignore[attr-defined]
+
+    def start(cls: type[LocalCluster], *args: object, **kwargs: object) -> LocalCluster:
+        started.append(real_start(cls, *args, **kwargs))
+        return started[-1]
+
+    def refuse(*_: object) -> None:
+        raise ConnectionFailedError("injected: the driver cannot connect")
+
+    monkeypatch.setattr(LocalCluster, "start", classmethod(start))
+    monkeypatch.setattr(api, "_connect", refuse)
+    with pytest.raises(ConnectionFailedError, match="injected"):
+        zray.init(num_cpus=1)
+    (cluster,) = started
+    poll_for(lambda: all(p.poll() is not None for p in cluster.procs.values()), 15,
+             what="the cluster started for the failed init to stop")
+    assert not os.path.exists(cluster.session_dir)
     assert not zray.is_initialized()
 
 

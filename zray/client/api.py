@@ -44,11 +44,14 @@ def is_initialized() -> bool:
 def init(address: str | None = None, *, num_cpus: float | None = None,
          num_gpus: float | None = None, resources: dict[str, float] | None = None,
          object_store_memory: int | None = None, ignore_reinit_error: bool = False,
-         log_to_driver: bool = True, _token: str | None = None, **_ignored: Any) -> dict[str, Any]:
+         log_to_driver: bool = True, _token: str | None = None,
+         _cluster: LocalCluster | None = None, **_ignored: Any) -> dict[str, Any]:
     """Start an embedded cluster (no address) or join one ("auto", "host:port").
 
     Joining over TCP needs the cluster token: `_token`, else $ZRAY_TOKEN, else the
-    token file `zray start` wrote on this host (see zray.common.security)."""
+    token file `zray start` wrote on this host (see zray.common.security).
+    `_cluster`: the embedded cluster zray.init started already (bootstrap.py);
+    the caller stops it if it is not used."""
     with _state.lock:
         if _state.client is not None:
             if ignore_reinit_error:
@@ -60,7 +63,8 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
             security.use_token(_token)
         cluster = None
         if address is None or address == "local":
-            cluster = LocalCluster.start(num_cpus, num_gpus, resources, object_store_memory)
+            cluster = _cluster or LocalCluster.start(num_cpus, num_gpus, resources,
+                                                     object_store_memory)
             gcs_address, raylet_address = cluster.gcs_address, cluster.raylet_address
         else:
             if any(v is not None for v in (num_cpus, num_gpus, resources, object_store_memory)):
@@ -70,7 +74,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
         try:
             client = _connect(gcs_address, raylet_address, cluster)
         except BaseException:
-            if cluster is not None:
+            if cluster is not None and cluster is not _cluster:
                 cluster.stop()
             raise
         _state.client, _state.cluster = client, cluster

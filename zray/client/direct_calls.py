@@ -43,7 +43,7 @@ from zray.common.messages.raylet import (
     owner_address,
 )
 from zray.common.messages.task import TaskSpec
-from zray.common.sockets import configure, send_frames
+from zray.common.sockets import configure, connect, send_frames
 
 # Reports wait at most this long for company before they go to the raylet: a
 # caller making calls one after another sends one report per ~20 calls, so
@@ -179,7 +179,7 @@ class DirectCaller:
         if sock is None:
             sock = configure(self.ctx.socket(zmq.PUSH))
             sock.setsockopt(zmq.LINGER, DIRECT_LINGER_MS)
-            sock.connect(owner_address(self.session_dir, worker))
+            connect(sock, owner_address(self.session_dir, worker))
             self.direct_socks[worker] = sock
         return sock
 

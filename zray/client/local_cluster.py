@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -18,8 +19,9 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from zray.common.errors import ConnectionFailedError
+from zray.common.errors import ConfigError, ConnectionFailedError
 
 SESSION_ROOT = os.environ.get("ZRAY_SESSION_ROOT", "/tmp/zray_sessions")
 STORE_ROOT = "/dev/shm"
@@ -168,6 +170,35 @@ def log_tail(path: str, lines: int = 20) -> str:
         return ""
 
 
+def check_options(num_cpus: Any, num_gpus: Any, resources: Any, object_store_memory: Any) -> None:
+    """ConfigError naming the first bad option of a new embedded cluster, before
+    any process starts (a service would only fail on it in its own log)."""
+    for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
+        if value is not None and not _amount(value):
+            raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+    if object_store_memory is not None and (
+            isinstance(object_store_memory, bool) or not isinstance(object_store_memory, int)
+            or object_store_memory <= 0):
+        raise ConfigError(f"object_store_memory must be a number of bytes > 0, "
+                          f"got {object_store_memory!r}")
+    if resources is None:
+        return
+    if not isinstance(resources, dict):
+        raise ConfigError(f"resources must be a dict of name to amount, got {resources!r}")
+    for key, value in resources.items():
+        if key in ("CPU", "GPU"):
+            raise ConfigError(f"give {key} as num_{key.lower()}s=..., not in resources")
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"resource names must be non-empty strings, got {key!r}")
+        if not _amount(value):
+            raise ConfigError(f"resource {key!r} must be a finite number >= 0, got {value!r}")
+
+
+def _amount(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value) and value >= 0
+
+
 def _warn_small_shm(capacity: int | None) -> None:
     from zray.services.raylet.object_store import check_shm, default_capacity
 
@@ -189,6 +220,7 @@ class LocalCluster:
     def start(cls, num_cpus: float | None = None, num_gpus: float | None = None,
               resources: dict[str, float] | None = None,
               object_store_memory: int | None = None, bound_to_parent: bool = True) -> LocalCluster:
+        check_options(num_cpus, num_gpus, resources, object_store_memory)
         remove_stale_sessions()
         _warn_small_shm(object_store_memory)
         session = new_session_dir()

@@ -50,6 +50,9 @@ def bind(sock: zmq.Socket[Any], address: str) -> str:
     return address
 
 
+IPC_RECONNECT_MS = 5
+
+
 def connect(sock: zmq.Socket[Any], address: str,
             keys: security.CurveKeys | None = None) -> None:
     """Connect; to a tcp:// address as a CURVE client of the cluster (`keys`,
@@ -60,6 +63,12 @@ def connect(sock: zmq.Socket[Any], address: str,
             sock.setsockopt(zmq.CURVE_SERVERKEY, keys.server_public)
             sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.client_public)
             sock.setsockopt(zmq.CURVE_SECRETKEY, keys.client_secret)
+    elif address.startswith("ipc://"):
+        # Services on one host start together: a peer's socket file may appear
+        # a moment after this connect. Retry soon (ZeroMQ waits 100 ms by
+        # default), backing off to a second while the peer stays away.
+        sock.setsockopt(zmq.RECONNECT_IVL, IPC_RECONNECT_MS)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
     sock.connect(address)
 
 
