@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from zray.client.core import CoreClient
-from zray.client.local_cluster import SESSION_ROOT, LocalCluster
+from zray.client.local_cluster import SESSION_ROOT, LocalCluster, embedded_wanted
 from zray.client.object_ref import ObjectRef
 from zray.client.output import LogMonitor
 from zray.client.remote_function import RemoteFunction
@@ -51,22 +51,24 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
     Joining over TCP needs the cluster token: `_token`, else $ZRAY_TOKEN, else the
     token file `zray start` wrote on this host (see zray.common.security).
     `_cluster`: the embedded cluster zray.init started already (bootstrap.py);
-    the caller stops it if it is not used."""
+    this call owns it from now on, and stops it unless it is connected to."""
     with _state.lock:
         if _state.client is not None:
+            if _cluster is not None:
+                _cluster.stop()  # another thread's init came first
             if ignore_reinit_error:
                 return _context_info()
             raise ZrayError("zray.init() was already called; call zray.shutdown() first or pass "
                             "ignore_reinit_error=True")
-        address = address or os.environ.get("ZRAY_ADDRESS") or None
         if _token is not None:
             security.use_token(_token)
         cluster = None
-        if address is None or address == "local":
+        if embedded_wanted(address):
             cluster = _cluster or LocalCluster.start(num_cpus, num_gpus, resources,
                                                      object_store_memory)
             gcs_address, raylet_address = cluster.gcs_address, cluster.raylet_address
         else:
+            address = address or os.environ["ZRAY_ADDRESS"]
             if any(v is not None for v in (num_cpus, num_gpus, resources, object_store_memory)):
                 raise ConfigError("num_cpus/num_gpus/resources/object_store_memory describe a new "
                                   "cluster; they cannot be given when joining one at " + address)
@@ -74,7 +76,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
         try:
             client = _connect(gcs_address, raylet_address, cluster)
         except BaseException:
-            if cluster is not None and cluster is not _cluster:
+            if cluster is not None:
                 cluster.stop()
             raise
         _state.client, _state.cluster = client, cluster

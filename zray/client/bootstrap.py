@@ -8,9 +8,10 @@ else is `zray.client.api.init`.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
+
+from zray.client.local_cluster import LocalCluster, embedded_wanted
 
 
 def init(address: str | None = None, *, num_cpus: float | None = None,
@@ -23,27 +24,23 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
     token file `zray start` wrote on this host (see zray.common.security)."""
     cluster = None
     if _starts_embedded(address):
-        from zray.client.local_cluster import LocalCluster
-
         cluster = LocalCluster.start(num_cpus, num_gpus, resources, object_store_memory)
     try:
         from zray.client import api
-
-        return api.init(address, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
-                        object_store_memory=object_store_memory,
-                        ignore_reinit_error=ignore_reinit_error, log_to_driver=log_to_driver,
-                        _token=_token, _cluster=cluster, **_ignored)
-    finally:
-        # Unused (an error, or another thread's init came first): it goes.
+    except BaseException:
         if cluster is not None:
-            loaded = sys.modules.get("zray.client.api")
-            if loaded is None or loaded._state.cluster is not cluster:
-                cluster.stop()
+            cluster.stop()
+        raise
+    # api.init owns the cluster from here: it stops one it does not connect to.
+    return api.init(address, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
+                    object_store_memory=object_store_memory,
+                    ignore_reinit_error=ignore_reinit_error, log_to_driver=log_to_driver,
+                    _token=_token, _cluster=cluster, **_ignored)
 
 
 def _starts_embedded(address: str | None) -> bool:
     """Whether init will start an embedded cluster (and is not a repeated call)."""
-    if (address or os.environ.get("ZRAY_ADDRESS") or "local") != "local":
+    if not embedded_wanted(address):
         return False
     api = sys.modules.get("zray.client.api")
     return api is None or not api.is_initialized()

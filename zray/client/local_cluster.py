@@ -170,6 +170,11 @@ def log_tail(path: str, lines: int = 20) -> str:
         return ""
 
 
+def embedded_wanted(address: str | None) -> bool:
+    """Whether `init(address)` starts an embedded cluster rather than joining one."""
+    return (address or os.environ.get("ZRAY_ADDRESS") or "local") == "local"
+
+
 def check_options(num_cpus: Any, num_gpus: Any, resources: Any, object_store_memory: Any) -> None:
     """ConfigError naming the first bad option of a new embedded cluster, before
     any process starts (a service would only fail on it in its own log)."""

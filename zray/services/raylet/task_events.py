@@ -1,10 +1,11 @@
 """Task state tracking inside a raylet: cheap on the task path, flushed in batches.
 
 The raylet's hooks append `(task, state, time in us, extra)` tuples to a list
-(nothing else on the task path). Once a second `flush` encodes them as small
-JSON arrays, one per transition (see zray/common/task_records.py for the
-format), compressed into one GCS write: the batch `node_id:seq`. Readers fold the events
-into records; the raylet builds no per-task records itself.
+(nothing else on the task path). Once a second, or sooner once a burst has
+filled the log (FULL_LOG), `flush` encodes them as small JSON arrays, one per
+transition (see zray/common/task_records.py for the format), compressed into
+one GCS write: the batch `node_id:seq`. Readers fold the events into records;
+the raylet builds no per-task records itself.
 
 History is bounded: the oldest batches are deleted once the batches hold more
 than `max_events` events; a task still live when the batch with its first
