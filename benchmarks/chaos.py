@@ -54,7 +54,8 @@ DRIVER = textwrap.dedent("""
             ready, _ = zray.wait(refs, num_returns=len(refs), timeout=0)
             ready_ids = {r.hex() for r in ready}
             stuck = [r.hex() for r in refs if r.hex() not in ready_ids]
-            print(f"HANG: get of {what} waited {get_timeout}s for {stuck}", file=sys.stderr)
+            print(f"HANG: get of {what} waited {get_timeout}s for {[r.hex() for r in refs]} "
+                  f"(not ready by zray.wait: {stuck})", file=sys.stderr)
             raise
 
     @zray.remote(max_retries=5)

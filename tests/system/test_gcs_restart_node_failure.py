@@ -57,7 +57,7 @@ def test_workload_survives_a_gcs_shard_restart_during_a_node_death(cluster: Head
     log, stop = folder / "rounds.log", folder / "stop"
     env = dict(os.environ, ZRAY_SESSION_ROOT=cluster.root, PYTHONUNBUFFERED="1",
                PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p))
-    driver = subprocess.Popen(driver_command(0, 600, str(log), 120, str(stop)), env=env,
+    driver = subprocess.Popen(driver_command(0, 600, str(log), 60, str(stop)), env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(REPO_ROOT))
     try:
         poll_for(lambda: rounds(log) >= 3, 90, interval=0.1, what="the workload to run",
@@ -71,7 +71,8 @@ def test_workload_survives_a_gcs_shard_restart_during_a_node_death(cluster: Head
         wait_declared_dead(cluster, victim["node_id"])
         done = rounds(log)
         poll_for(lambda: rounds(log) >= done + 3, 120, interval=0.2,
-                 what="rounds to keep completing after the shard restart and the node death")
+                 what="rounds to keep completing after the shard restart and the node death",
+                 on_timeout=lambda: driver_output(driver))
     finally:
         stop.touch()
         try:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import poll_for
-from tests.system.clusters import Head
+from tests.system.clusters import Head, started_cluster
 from tests.system.node_faults import (  # noqa: F401  (three_nodes: the fixture `cluster`)
     Driver,
     kill_node,
@@ -106,3 +107,40 @@ def test_a_restarted_raylet_starts_without_its_killed_predecessors_objects(clust
 def _printed_object_id(driver: Driver) -> str:
     # reached() consumed the lines up to the step; the object id was printed before it.
     return next(line.strip() for line in driver.lines if len(line.strip()) == 40)
+
+
+@pytest.fixture
+def remote_only() -> Iterator[Head]:
+    """head, n2 and n3 with one CPU each; only n2 and n3 have the resource `r`."""
+    with started_cluster("zf-", ["--num-cpus", "1", "--node-name", "head", "--no-dashboard"],
+                         nodes=[["--num-cpus", "1", "--node-name", name, "--resources", '{"r": 1}']
+                                for name in ("n2", "n3")],
+                         env={"ZRAY_SCHED_NODE_TIMEOUT": "2.0"}) as h:
+        yield h
+
+
+def test_a_get_waiting_on_a_dead_node_receives_the_object_rebuilt_on_another(remote_only: Head) -> None:
+    # The driver asks for an object kept on n2; n2 freezes before sending it and is
+    # declared dead; the object is rebuilt on a node other than the driver's, so
+    # the driver's node hears where it is again and the get must still end with it.
+    driver = Driver(remote_only, """
+        a = make.options(scheduling_strategy=ON_N2, resources={"r": 1}).remote(2)
+        zray.wait([a], fetch_local=False)
+        step("made")
+        print("getting", flush=True)
+        value = zray.get(a, timeout=90)
+        print(json.dumps({"ok": bool((value == 1.0).all())}))
+    """)
+    try:
+        driver.reached("made")
+        victim = kill_node(remote_only, "n2", signal.SIGSTOP)
+        try:
+            driver.go("made")
+            driver.reached("getting")
+            wait_declared_dead(remote_only, victim["node_id"])
+        finally:
+            os.kill(victim["pid"], signal.SIGKILL)
+        out = driver.finish()
+    finally:
+        driver.kill()
+    assert out["ok"], out

@@ -444,8 +444,11 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
                 # the raylet, not told yet, fail or retry it.
                 if (loc.buf >= 0 or loc.in_store) and oid not in self.results:
                     self.results[oid] = _Result(loc, bufs[loc.buf] if loc.buf >= 0 else None)
-                elif was_expected:
-                    # One of our results, kept on the node that made it: a get must ask for it.
+                elif was_expected or oid in self.fetch_requested:
+                    # One of our results, kept on the node that made it: a get must ask
+                    # for it. Asked already (before its node died and it was rebuilt on
+                    # another): the raylet answered the owner with where it is, so again.
+                    self.fetch_requested.discard(oid)
                     self.fetch_needed.add(oid)
         elif isinstance(msg, ExecuteTasks):
             if self.blocked and self.actor_id is None:
