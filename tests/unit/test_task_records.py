@@ -49,6 +49,33 @@ def test_events_fold_into_records_and_later_batches_win() -> None:
     assert b["runs"][0]["start"] == 101.0, "a pipelined task starts when the one before it ends"
 
 
+def submitted(task_id: str, when: int) -> list[Any]:
+    return ["SUBMITTED", task_id, when, "j", "f", "f", "NORMAL_TASK", None, {"CPU": 1}, "QUEUED"]
+
+
+def test_events_of_several_nodes_fold_in_time_order() -> None:
+    # "a1" ran on node z (forwarded there by h) and finished, but z died before it
+    # flushed its last events: h's FINISHED, recorded later, holds although z's
+    # batches sort after h's. "b2" was running on z when z died: FAILED, naming z.
+    # "c3" was running on z too, and h retried it: waiting on h, not failed.
+    w = "w" * 32
+    h = {"node_id": "h" * 32, "events": [
+        submitted("a1", 100_000_000), submitted("b2", 100_000_001), submitted("c3", 100_000_002),
+        ["FINISHED", "a1", 100_900_000, 0],
+        ["RETRYING", "c3", 102_000_000, 0, "was running on node zzz died"]]}
+    z = {"node_id": "z" * 32, "events": [
+        submitted("a1", 100_100_000), ["RUNNING", "a1", 100_200_000, 0, w, 7],
+        submitted("b2", 100_300_000), ["RUNNING", "b2", 100_400_000, 0, w, 8],
+        submitted("c3", 100_500_000), ["RUNNING", "c3", 100_600_000, 0, w, 9]]}
+    batches = [("h:1", json.dumps(h).encode()), ("z:1", json.dumps(z).encode())]
+    a, b, c = merge_batches(batches, dead_nodes={"z" * 32})
+    assert (a["state"], a["node_id"], a["submitted"]) == ("FINISHED", "z" * 32, 100.0)
+    assert [(r["start"], r["end"]) for r in a["runs"]] == [(100.2, 100.9)]
+    assert b["state"] == "FAILED" and "node zzzzzzzzzzzz died while the task was RUNNING" in b["error"]
+    assert (c["state"], c["node_id"], c["attempt"]) == ("RETRYING", "h" * 32, 1)
+    assert merge_batches(batches)[1]["state"] == "RUNNING", "a live node's task is not failed"
+
+
 def test_stored_batches_are_compressed_and_fold_like_plain_json() -> None:
     events = [["SUBMITTED", f"{i:032x}", 100_000_000 + i, "j", "f", "f", "NORMAL_TASK", None,
                {"CPU": 1}, "QUEUED"] for i in range(1000)]

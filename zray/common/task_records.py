@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, TypedDict
 
 from zray.common.errors import ConfigError
@@ -80,25 +80,51 @@ def decode_batch(value: bytes) -> dict[str, Any]:
     return json.loads(raw if raw[:1] == b"{" else zlib.decompress(raw))  # type: ignore[no-any-return]
 
 
-def merge_batches(batches: Iterable[tuple[str, bytes]]) -> list[TaskRecord]:
-    """One record per task, folded from (key, batch) pairs in key order."""
-    records: dict[str, dict[str, Any]] = {}
-    worker_last_end: dict[str, float] = {}
-    for _, value in batches:
+def merge_batches(batches: Iterable[tuple[str, bytes]],
+                  dead_nodes: Collection[str] = ()) -> list[TaskRecord]:
+    """One record per task, folded from (key, batch) pairs.
+
+    A task forwarded to another node, retried or rebuilt has events from
+    several nodes, so they are folded in time order, not batch order. A task
+    whose latest state came from a node in `dead_nodes` and had not ended
+    shows FAILED: nothing will report on it again."""
+    timed: list[tuple[int, str, list[Any]]] = []
+    last_time: dict[str, int] = {}
+    for _, value in batches:  # a node's batches come in order (their keys are node:seq)
         batch = decode_batch(value)
         node_id = batch["node_id"]
+        when = last_time.get(node_id, 0)
         for event in batch["events"]:
-            kind, task_id = event[0], event[1]
-            if kind == SUBMITTED:
-                records[task_id] = _new_record(event, node_id)
-                continue
-            rec = records.get(task_id)
+            if event[0] != WAITING_ON:  # untimed: as of the event before it
+                when = event[2]
+            timed.append((when, node_id, event))
+        last_time[node_id] = when
+    timed.sort(key=lambda item: item[0])  # stable: a batch's order holds for equal times
+    records: dict[str, dict[str, Any]] = {}
+    state_node: dict[str, str] = {}  # the node whose event set a task's current state
+    worker_last_end: dict[str, float] = {}
+    for _, node_id, event in timed:
+        kind, task_id = event[0], event[1]
+        rec = records.get(task_id)
+        if kind == SUBMITTED:
             if rec is None:
-                continue  # its first events were dropped with an old batch
-            if kind == WAITING_ON:
-                rec["waiting_on"] = event[2]
-            else:
-                _apply(rec, event, worker_last_end)
+                records[task_id] = _new_record(event, node_id)
+            else:  # forwarded there, or rerun there to rebuild its results
+                rec.update(state=event[-1], node_id=node_id, waiting_on="")
+            state_node[task_id] = node_id
+        elif rec is None:
+            continue  # its first events were dropped with an old batch
+        elif kind == WAITING_ON:
+            rec["waiting_on"] = event[2]
+        else:
+            _apply(rec, event, worker_last_end)
+            state_node[task_id] = node_id
+            if kind not in TERMINAL:
+                rec["node_id"] = node_id
+    for task_id, rec in records.items():
+        if rec["state"] not in TERMINAL and state_node[task_id] in dead_nodes:
+            rec.update(state=FAILED, waiting_on="",
+                       error=f"node {state_node[task_id][:12]} died while the task was {rec['state']}")
     return sorted(records.values(), key=lambda r: r["submitted"])  # type: ignore[arg-type,return-value]
 
 

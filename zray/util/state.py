@@ -74,7 +74,8 @@ def _filters(filters: Sequence[Filter] | None, state: str | None) -> list[Filter
 # reading tables --------------------------------------------------------------
 
 def task_records(gcs: GcsClient) -> list[TaskRecord]:
-    return merge_batches(gcs.scan(TASK_EVENTS))
+    dead = {n["node_id"] for n in node_rows(gcs) if n["state"] == "DEAD"}
+    return merge_batches(gcs.scan(TASK_EVENTS), dead)
 
 
 def task_summaries(gcs: GcsClient) -> list[dict[str, Any]]:
