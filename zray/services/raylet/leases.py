@@ -64,8 +64,9 @@ class Leases:
         self.raylet = raylet
         self.idle_seconds = idle_seconds
         self.by_owner: dict[bytes, WorkerProc] = {}
-        # Direct tasks a blocked worker handed back before their reports came.
-        self.handed_back: set[str] = set()
+        # Direct tasks a blocked worker handed back before their reports came
+        # (task id -> its owner, whose going forgets them: no report will come).
+        self.handed_back: dict[str, bytes] = {}
         # Recently dead leased workers (hex id -> the worker, how it died), for
         # the reports of tasks sent to them that come after their deaths.
         self.deaths: OrderedDict[str, tuple[WorkerProc, str]] = OrderedDict()
@@ -137,6 +138,8 @@ class Leases:
 
     def owner_gone(self, owner: bytes) -> None:
         self.by_owner.pop(owner, None)
+        for task_id in [t for t, o in self.handed_back.items() if o == owner]:
+            del self.handed_back[task_id]
         for worker in list(self.raylet.pool.workers.values()):
             if worker.leased_to == owner:
                 self._release(worker)
@@ -190,8 +193,7 @@ class Leases:
                 worker.lease_used = time.monotonic()
             raylet.direct.complete_early(task, *early)
             return
-        if task_id in self.handed_back:
-            self.handed_back.discard(task_id)
+        if self.handed_back.pop(task_id, None) is not None:
             raylet._enqueue(task)  # its worker blocked in a get before running it
             return
         if worker is None or worker.actor_id is not None:

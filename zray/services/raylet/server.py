@@ -909,7 +909,8 @@ class Raylet(Service):
                 task.worker = None
                 self.queue.push(task, task.resources, front=True)
             elif task is None and worker.ever_leased:
-                self.leases.handed_back.add(task_id)  # sent directly; queued once reported
+                # Sent directly; queued once reported.
+                self.leases.handed_back[task_id] = worker.leased_to or b""
         # A leased worker may block in a task the raylet has not heard of yet.
         if (worker.tasks or worker.leased_to is not None) and not worker.blocked:
             worker.blocked = True
