@@ -406,18 +406,21 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
             while self._outq:
                 send_frames(self.sock, self._outq.popleft())
             self.on_wake()
-        if self.watch is not None and readable(self.watch.monitor):
+        polled = {sock for sock, _ in events}
+        if self.watch is not None and self.watch.monitor in polled:
             self.watch.on_event()
-        while True:
-            got = False
-            if self.inbox is not None and readable(self.inbox):
-                self._handle(recv_frames(self.inbox, NOBLOCK), direct=True)
-                got = True
-            if readable(self.sock):
-                self._handle(recv_frames(self.sock, NOBLOCK))
-                got = True
-            if not got:
-                break
+        # The poll said which sockets have a message; each is drained before the
+        # next poll, which reports the others (zmq_poll is level-triggered).
+        # This saves an EVENTS query per socket and message on every wait.
+        inbox, sock = self.inbox, self.sock
+        from_inbox = inbox is not None and inbox in polled
+        from_sock = sock in polled
+        while from_inbox or from_sock:
+            if from_inbox:
+                assert inbox is not None
+                from_inbox = self._receive(inbox, True) and readable(inbox)
+            if from_sock:
+                from_sock = self._receive(sock, False) and readable(sock)
         if self.window is not None and self.window.held:
             self._send_held()
         if self.leases_to_return:
@@ -426,6 +429,16 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
             self._transmit(wire.encode(LeaseReturned(workers=returned)))
         if self.threaded:
             self.cond.notify_all()
+
+    def _receive(self, sock: zmq.Socket[Any], direct: bool) -> bool:
+        """Handle the socket's next message; False if it has none (a poll made
+        without the lock may have seen one the flusher took since)."""
+        try:
+            frames = recv_frames(sock, NOBLOCK)
+        except zmq.Again:
+            return False
+        self._handle(frames, direct=direct)
+        return True
 
     def _handle(self, frames: list[bytes], direct: bool = False) -> None:
         msg, bufs = _PROTOCOL.decode(frames)
