@@ -93,7 +93,11 @@ def test_failure_keeps_the_error_text_and_retries_keep_each_attempt() -> None:
     ev.running(t, worker(2))
     payload = serialize_error(ValueError("bad input")).to_bytes()
     ev.finished(t, [ObjectLoc(object_id="x", size=len(payload), buf=0, is_error=True)], [payload])
-    (rec,) = records(flush(ev))
+    writes = flush(ev)
+    (batch,) = [decode_batch(v) for _, v in writes if v is not None]
+    # Each event carries the attempt it was about, though the retry came before the flush.
+    assert [e[3] for e in batch["events"] if e[0] == "RUNNING"] == [0, 1]
+    (rec,) = records(writes)
     assert rec["state"] == "FAILED" and "bad input" in rec["error"] and rec["attempt"] == 1
     assert [(r["state"], r["attempt"], r["pid"]) for r in rec["runs"]] == \
         [("RETRYING", 0, 1001), ("FAILED", 1, 1002)]

@@ -41,7 +41,9 @@ MAX_EVENTS = 80_000
 FULL_LOG = 4096
 MAX_FAILURES = 10  # latest failures kept for the summary
 WAITING = (PENDING_ARGS, PENDING_RESOURCES, QUEUED, RETRYING)
-Event = tuple[Any, str, int, Any]
+# (task, state, time in us, extra, attempt): the attempt as of the event, since a
+# retry replaces the task's spec before the log is flushed.
+Event = tuple[Any, str, int, Any, int]
 
 
 def batch_key(node_id: str, seq: int) -> str:
@@ -81,26 +83,28 @@ class TaskEvents:
 
     # hooks: called by the raylet on the task path -------------------------
     def submitted(self, task: Any) -> None:
-        self.log.append((task, PENDING_ARGS if task.missing else QUEUED, _now_us(), None))
+        self.log.append((task, PENDING_ARGS if task.missing else QUEUED, _now_us(), None,
+                         task.spec.attempt))
 
     def queued(self, task: Any, feasible: bool) -> None:
-        self.log.append((task, QUEUED if feasible else PENDING_RESOURCES, _now_us(), None))
+        self.log.append((task, QUEUED if feasible else PENDING_RESOURCES, _now_us(), None,
+                         task.spec.attempt))
 
     def running(self, task: Any, worker: Any) -> None:
-        self.log.append((task, RUNNING, _now_us(), worker))
+        self.log.append((task, RUNNING, _now_us(), worker, task.spec.attempt))
 
     def retried(self, task: Any, why: str) -> None:
         """Before the raylet bumps the attempt number."""
-        self.log.append((task, RETRYING, _now_us(), (why, task.spec.attempt)))
+        self.log.append((task, RETRYING, _now_us(), why, task.spec.attempt))
 
     def finished(self, task: Any, returns: list[ObjectLoc], bufs: list[Any]) -> None:
         for loc in returns:
             if loc.is_error:
                 error = bufs[loc.buf] if loc.buf >= 0 else b""
-                self.log.append((task, FAILED, _now_us(), error))
+                self.log.append((task, FAILED, _now_us(), error, task.spec.attempt))
                 break
         else:
-            self.log.append((task, FINISHED, _now_us(), None))
+            self.log.append((task, FINISHED, _now_us(), None, task.spec.attempt))
         if len(self.log) >= FULL_LOG and not self._full_told and self.on_full is not None:
             self._full_told = True
             self.on_full()
@@ -114,7 +118,7 @@ class TaskEvents:
         seq = self.seq + 1
         live = self.live
         events: list[list[Any]] = []
-        for task, state, when, extra in log:
+        for task, state, when, extra, attempt in log:
             task_id = task.spec.task_id
             entry = live.get(task_id)
             if entry is None:
@@ -124,7 +128,7 @@ class TaskEvents:
                     continue  # the submit hook's own state: the SUBMITTED event says it
             elif state == entry.state and state in WAITING:
                 continue  # e.g. queued on submit, then enqueued: nothing new
-            event = _state_event(task, task_id, state, when, extra)
+            event = _state_event(task_id, state, when, extra, attempt)
             events.append(event)
             entry.last, entry.state = event, state
             if state in TERMINAL:
@@ -191,14 +195,14 @@ def _submitted_event(task: Any, when: int) -> list[Any]:
             task.resources, PENDING_ARGS if task.missing else QUEUED]
 
 
-def _state_event(task: Any, task_id: str, state: str, when: int, extra: Any) -> list[Any]:
+def _state_event(task_id: str, state: str, when: int, extra: Any, attempt: int) -> list[Any]:
     if state == RUNNING:
-        return [RUNNING, task_id, when, task.spec.attempt, extra.worker_id.hex(), extra.pid]
+        return [RUNNING, task_id, when, attempt, extra.worker_id.hex(), extra.pid]
     if state == RETRYING:
-        return [RETRYING, task_id, when, extra[1], str(extra[0])]
+        return [RETRYING, task_id, when, attempt, str(extra)]
     if state == FAILED:
-        return [FAILED, task_id, when, task.spec.attempt, error_text(extra)]
-    return [state, task_id, when, task.spec.attempt]
+        return [FAILED, task_id, when, attempt, error_text(extra)]
+    return [state, task_id, when, attempt]
 
 
 def error_text(payload: Any) -> str:
