@@ -190,7 +190,10 @@ def incr_through(counter: Any, times: int) -> list[int]:
 def test_a_task_sent_as_the_lease_ends_does_not_wait_behind_an_actor() -> None:
     # The actor's constructor ends the lease; the task that went straight to
     # the leased worker meanwhile must not have the worker taken for the
-    # actor it waits on.
+    # actor it waits on. The function is exported first: exporting it between
+    # the two submissions would give the raylet time to end the lease before
+    # the task is sent.
+    assert zray.get(incr_through.remote(None, 0), timeout=30) == []
     leased_worker()
     counter = Counter.remote()
     first = incr_through.remote(counter, 5)
