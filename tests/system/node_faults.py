@@ -4,6 +4,7 @@ node lookups, kills and waits through `zray status --json`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -11,7 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -50,13 +51,20 @@ PRELUDE = textwrap.dedent("""
 """)
 
 
+@contextlib.contextmanager
+def three_node_cluster(node_args: Sequence[str] = ()) -> Iterator[Head]:
+    """head, n2 and n3 with one CPU each (n2 and n3 with `node_args` too),
+    declared dead after ~2 s of silence."""
+    with started_cluster("zf-", ["--num-cpus", "1", "--node-name", "head", "--no-dashboard"],
+                         nodes=[["--num-cpus", "1", "--node-name", name, *node_args]
+                                for name in ("n2", "n3")],
+                         env={"ZRAY_SCHED_NODE_TIMEOUT": "2.0"}) as h:
+        yield h
+
+
 @pytest.fixture(name="cluster")
 def three_nodes() -> Iterator[Head]:
-    """head, n2 and n3 with one CPU each."""
-    # Declared dead after ~2 s of silence.
-    with started_cluster("zf-", ["--num-cpus", "1", "--node-name", "head", "--no-dashboard"],
-                         nodes=[["--num-cpus", "1", "--node-name", name] for name in ("n2", "n3")],
-                         env={"ZRAY_SCHED_NODE_TIMEOUT": "2.0"}) as h:
+    with three_node_cluster() as h:
         yield h
 
 

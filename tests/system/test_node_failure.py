@@ -13,11 +13,12 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import poll_for
-from tests.system.clusters import Head, started_cluster
+from tests.system.clusters import Head
 from tests.system.node_faults import (  # noqa: F401  (three_nodes: the fixture `cluster`)
     Driver,
     kill_node,
     nodes,
+    three_node_cluster,
     three_nodes,
     wait_declared_dead,
 )
@@ -112,10 +113,7 @@ def _printed_object_id(driver: Driver) -> str:
 @pytest.fixture
 def remote_only() -> Iterator[Head]:
     """head, n2 and n3 with one CPU each; only n2 and n3 have the resource `r`."""
-    with started_cluster("zf-", ["--num-cpus", "1", "--node-name", "head", "--no-dashboard"],
-                         nodes=[["--num-cpus", "1", "--node-name", name, "--resources", '{"r": 1}']
-                                for name in ("n2", "n3")],
-                         env={"ZRAY_SCHED_NODE_TIMEOUT": "2.0"}) as h:
+    with three_node_cluster(["--resources", '{"r": 1}']) as h:
         yield h
 
 
