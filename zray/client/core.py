@@ -11,20 +11,21 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 import zmq
 
-from zray.client.direct_calls import REPORT_LINGER, DirectCaller
+from zray.client.direct_calls import DIRECT_LINGER, REPORT_LINGER, DirectCaller
 from zray.client.object_ref import ObjectRef, set_tracker
+from zray.client.peer_links import PeerInbox, PeerOutlets, peer_path
 from zray.client.raylet_watch import CHECK_SECONDS, RayletWatch
 from zray.client.references import References
 from zray.client.store import map_object, write_object
 from zray.client.submit_window import DEFAULT_LIMIT, SubmitWindow, windowed
 from zray.client.task_context import TaskContext, TaskContextMixin
-from zray.client.worker_side import WorkerSide
+from zray.client.worker_side import MAX_OWNER_LINKS, WorkerSide
 from zray.common import serialization, wire
 from zray.common.errors import (
     ConnectionFailedError,
@@ -61,11 +62,10 @@ from zray.common.messages.raylet import (
     WorkerBlocked,
     WorkerLeased,
     WorkerUnblocked,
-    owner_address,
     split_frames,
 )
 from zray.common.messages.task import ActorCreation, ArgSpec, ObjectLoc, TaskSpec, plain_task
-from zray.common.sockets import NOBLOCK, bind, configure, connect, readable, recv_frames, send_frames
+from zray.common.sockets import NOBLOCK, configure, connect, readable, recv_frames, send_frames
 from zray.services.gcs.client import GcsClient
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
         connect(self.sock, raylet_address)
         self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)
-        self.inbox: zmq.Socket[Any] | None = None
+        self.inbox: PeerInbox | None = None
         # Set in workers of concurrent actors (enable_threads).
         self.threaded = False
         self.on_wake: Any = None
@@ -147,6 +147,12 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
         self._release_scanned = 0
         self._init_direct()
         self._init_told_later()
+        # Backed-up links drain on each poll, and from the flusher while this
+        # thread runs user code. They know the session's folder once registered.
+        self.direct_links = PeerOutlets(self.poller, linger=DIRECT_LINGER,
+                                        on_backed_up=self._flush_soon)
+        self.owner_links = PeerOutlets(self.poller, limit=MAX_OWNER_LINKS,
+                                       on_backed_up=self._flush_soon)
         # Drivers send at most ZRAY_SUBMIT_WINDOW plain tasks ahead of their results.
         self.window = SubmitWindow(int(os.environ.get("ZRAY_SUBMIT_WINDOW", DEFAULT_LIMIT))) \
             if is_driver else None
@@ -167,11 +173,10 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
         if is_driver:
             self.watch = RayletWatch(self.sock, reg.raylet_pid, reg.node_id, raylet_address)
             self.poller.register(self.watch.monitor, zmq.POLLIN)
-        # Workers send the results of tasks this process owns straight here.
-        self.inbox = configure(self.ctx.socket(zmq.PULL))  # type: ignore[no-redef]
-        bind(self.inbox, owner_address(self.session_dir, worker_id.hex()))
-        self.poller.register(self.inbox, zmq.POLLIN)
-        self.owner_socks: OrderedDict[str, zmq.Socket[Any]] = OrderedDict()
+        # Workers send the results of tasks this process owns straight here, and
+        # callers their calls to the actor or lease this worker serves.
+        self.inbox = PeerInbox(peer_path(self.session_dir, worker_id.hex()), self.poller)
+        self.direct_links.session_dir = self.owner_links.session_dir = self.session_dir
         self._root_context = TaskContext(
             TaskID.for_driver(self.job_id) if self.job_id else TaskID.nil(),
             "driver" if is_driver else "")
@@ -330,6 +335,7 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
                     self._flush_submits()
                     self._flush_reports()
                     self.flush_finished()
+                    self._flush_links()
                     if self.to_release:
                         self._flush_refs()
                     self._nothing_buffered()  # else the next wait returns at once: a 1 ms spin
@@ -344,7 +350,8 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
     def _nothing_buffered(self) -> None:
         # Reports of direct calls need no wake-up: the next wait, the next
         # message to the raylet or the flusher's periodic round sends them.
-        if not self._pending_specs and not self.finished:
+        if not self._pending_specs and not self.finished and not self.direct_links.backed_up \
+                and not self.owner_links.backed_up:
             self._flush_event.clear()
 
     def request(self, build: Any, buffers: Sequence[Any] = (), timeout: float = 60.0,
@@ -409,18 +416,19 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
         polled = {sock for sock, _ in events}
         if self.watch is not None and self.watch.monitor in polled:
             self.watch.on_event()
-        # The poll said which sockets have a message; each is drained before the
-        # next poll, which reports the others (zmq_poll is level-triggered).
-        # This saves an EVENTS query per socket and message on every wait.
         inbox, sock = self.inbox, self.sock
-        from_inbox = inbox is not None and inbox in polled
-        from_sock = sock in polled
-        while from_inbox or from_sock:
-            if from_inbox:
-                assert inbox is not None
-                from_inbox = self._receive(inbox, True) and readable(inbox)
-            if from_sock:
-                from_sock = self._receive(sock, False) and readable(sock)
+        if inbox is not None:
+            for fd in polled:
+                if inbox.owns(fd):
+                    for frames in inbox.receive(fd):
+                        self._handle(frames, direct=True)
+        self._flush_links()
+        # The poll said the raylet's socket has a message: it is drained before
+        # the next poll (zmq_poll is level-triggered), without an EVENTS query
+        # per message on every wait.
+        if sock in polled:
+            while self._receive(sock) and readable(sock):
+                pass
         if self.window is not None and self.window.held:
             self._send_held()
         if self.leases_to_return:
@@ -430,15 +438,19 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
         if self.threaded:
             self.cond.notify_all()
 
-    def _receive(self, sock: zmq.Socket[Any], direct: bool) -> bool:
+    def _receive(self, sock: zmq.Socket[Any]) -> bool:
         """Handle the socket's next message; False if it has none (a poll made
         without the lock may have seen one the flusher took since)."""
         try:
             frames = recv_frames(sock, NOBLOCK)
         except zmq.Again:
             return False
-        self._handle(frames, direct=direct)
+        self._handle(frames)
         return True
+
+    def _flush_links(self) -> bool:
+        """Write what waits on backed-up peer links; True once none is."""
+        return self.direct_links.flush() & self.owner_links.flush()
 
     def _handle(self, frames: list[bytes], direct: bool = False) -> None:
         msg, bufs = _PROTOCOL.decode(frames)
@@ -778,9 +790,8 @@ class CoreClient(DirectCaller, References, WorkerSide, TaskContextMixin):
                 self.watch.close()
             self.sock.setsockopt(zmq.LINGER, 200)
             self.sock.close()
-            if self.inbox is not None:
-                self.inbox.close(0)
-            for sock in self.owner_socks.values():
-                sock.close(0)
             self._close_direct()
+            self.owner_links.close_all()
+            if self.inbox is not None:
+                self.inbox.close()
             self.gcs.close()

@@ -2,9 +2,9 @@
 
 The raylet tells a caller where an actor's worker is (ActorMoved) once it has
 dispatched one of the caller's calls to the live actor. From then on a call
-whose arguments are all inline goes to that worker's inbox directly; the
-worker sends the result straight back, so the call costs two hops and no
-raylet wake-up. The caller reports the calls it sent this way to the raylet
+whose arguments are all inline goes to that worker's inbox directly (a peer
+link, see peer_links.py); the worker sends the result straight back, so the
+call costs two hops and no raylet wake-up. The caller reports the calls it sent this way to the raylet
 in batches, soon after and off the call's path (DirectCallsSent); the raylet
 tracks them for failures, retries, cancellation and task states.
 
@@ -29,8 +29,7 @@ import time
 from collections import deque
 from typing import Any
 
-import zmq
-
+from zray.client.peer_links import PeerOutlets
 from zray.common import wire
 from zray.common.messages.base import construct
 from zray.common.messages.raylet import (
@@ -40,24 +39,21 @@ from zray.common.messages.raylet import (
     ExecuteTasks,
     LeaseEnded,
     WorkerLeased,
-    owner_address,
 )
 from zray.common.messages.task import TaskSpec
-from zray.common.sockets import configure, connect, send_frames
 
 # Reports wait at most this long for company before they go to the raylet: a
 # caller making calls one after another sends one report per ~20 calls, so
 # the raylet (off the calls' path) wakes once for many.
 REPORT_LINGER = 0.02
 REPORT_BATCH = 256
-DIRECT_LINGER_MS = 1000  # a closing caller still delivers the calls it sent
+DIRECT_LINGER = 1.0  # seconds a closing caller waits to deliver the calls it sent
 
 
 class DirectCaller:
-    ctx: zmq.Context[Any]
-    session_dir: str
     expected: set[str]
     threaded: bool
+    direct_links: PeerOutlets  # to the workers this process sends calls to
 
     def _transmit(self, frames: list[Any]) -> None:
         raise NotImplementedError
@@ -66,7 +62,6 @@ class DirectCaller:
         self.actor_routes: dict[str, str] = {}  # actor id -> its worker's id (hex)
         # actor id -> the returns of this process's latest call to it through the raylet
         self.actor_last_call: dict[str, list[str]] = {}
-        self.direct_socks: dict[str, zmq.Socket[Any]] = {}
         self.leased: dict[str, dict[str, float]] = {}  # leased worker (hex) -> its resources
         self.may_be_leased = False  # a driver that submitted a plain task
         # First results of this driver's plain tasks sent through the raylet,
@@ -90,9 +85,8 @@ class DirectCaller:
             return
         old = self.actor_routes.pop(msg.actor_id, None)
         if old is not None and old not in self.actor_routes.values():
-            sock = self.direct_socks.pop(old, None)
-            if sock is not None:
-                sock.close(0)  # its worker is gone: what is unsent is reported as lost
+            # Its worker is gone: what is unsent is reported as lost.
+            self.direct_links.close(old, linger=0)
 
     def on_worker_leased(self, msg: WorkerLeased) -> None:
         self.leased[msg.worker_id] = msg.resources
@@ -102,9 +96,7 @@ class DirectCaller:
         self.leased.pop(msg.worker_id, None)
         self.lease_last.pop(msg.worker_id, None)
         if msg.worker_id not in self.actor_routes.values():
-            sock = self.direct_socks.pop(msg.worker_id, None)
-            if sock is not None:
-                sock.close()  # what it holds still reaches a live worker (its linger)
+            self.direct_links.close(msg.worker_id)  # what waits still reaches the live worker
         self.leases_to_return.append(msg.worker_id)  # once the reports are out (_process)
 
     def sent_via_raylet(self, first_return: str) -> None:
@@ -123,7 +115,8 @@ class DirectCaller:
             return ""
         expected = self.expected
         for worker, leased in self.leased.items():
-            if leased == resources and not any(o in expected for o in self.lease_last.get(worker, ())):
+            if leased == resources and not any(o in expected for o in self.lease_last.get(worker, ())) \
+                    and self.direct_links.link(worker) is not None:
                 self.lease_last[worker] = returns
                 return worker
         return ""
@@ -132,7 +125,8 @@ class DirectCaller:
         """The worker to send this call to directly, or '' to go through the raylet."""
         worker = self.actor_routes.get(actor_id, "")
         if worker and not by_ref and not self.threaded and \
-                not any(o in self.expected for o in self.actor_last_call.get(actor_id, ())):
+                not any(o in self.expected for o in self.actor_last_call.get(actor_id, ())) \
+                and self.direct_links.link(worker) is not None:
             return worker
         self.actor_last_call[actor_id] = returns
         return ""
@@ -157,7 +151,8 @@ class DirectCaller:
         out, self._direct_out = self._direct_out, {}
         for worker, (tasks, bufs, counts) in out.items():
             msg = construct(ExecuteTasks, kind="ExecuteTasks", tasks=tasks, buf_counts=counts)
-            send_frames(self._direct_socket(worker), wire.encode(msg, bufs))
+            # A worker gone since: the reports tell the raylet, which fails or retries them.
+            self.direct_links.send(worker, wire.encode(msg, bufs))
 
     def _flush_reports(self, linger: float = 0.0) -> None:
         """Tell the raylet about calls sent directly (all, or those older than `linger`)."""
@@ -174,16 +169,5 @@ class DirectCaller:
             buf_counts=[len(b) for _, b, _ in reports], workers=[w for _, _, w in reports])
         self._transmit(wire.encode(msg, bufs))
 
-    def _direct_socket(self, worker: str) -> zmq.Socket[Any]:
-        sock = self.direct_socks.get(worker)
-        if sock is None:
-            sock = configure(self.ctx.socket(zmq.PUSH))
-            sock.setsockopt(zmq.LINGER, DIRECT_LINGER_MS)
-            connect(sock, owner_address(self.session_dir, worker))
-            self.direct_socks[worker] = sock
-        return sock
-
     def _close_direct(self) -> None:
-        for sock in self.direct_socks.values():
-            sock.close()
-        self.direct_socks.clear()
+        self.direct_links.close_all()

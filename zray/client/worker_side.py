@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from typing import Any
 
 import zmq
 
+from zray.client.peer_links import PeerOutlets
 from zray.common import wire
 from zray.common.messages.base import construct
-from zray.common.messages.raylet import FinishedTask, ObjectsReady, TaskFinished, owner_address
+from zray.common.messages.raylet import FinishedTask, ObjectsReady, TaskFinished
 from zray.common.messages.task import ObjectLoc
-from zray.common.sockets import NOBLOCK, configure, connect, send_frames, writable
 
-MAX_OWNER_SOCKETS = 64
+MAX_OWNER_LINKS = 64
 # Results of calls that came straight from their callers (already answered,
 # never retried) reach the raylet this late at most, or once this many wait,
 # or before anything else this worker tells it: the raylet is off those
@@ -33,15 +32,13 @@ class WorkerSide:
     lock: threading.RLock
     closed: bool
     threaded: bool
-    ctx: zmq.Context[Any]
-    session_dir: str
     poller: zmq.Poller
     tasks_inbox: list[tuple[Any, list[Any]]]
     finished: list[FinishedTask]
     finished_bufs: list[Any]
     finished_owners: list[str]
     owner_first: dict[str, bool]
-    owner_socks: OrderedDict[str, zmq.Socket[Any]]
+    owner_links: PeerOutlets  # to the owners of the tasks this worker runs
 
     def _flush_submits(self) -> None:
         raise NotImplementedError
@@ -148,6 +145,10 @@ class WorkerSide:
     def flush_finished(self, tell_later: bool = False) -> None:
         """Send buffered results to their owners and the raylet; with `tell_later`,
         the raylet may hear of answered direct calls a moment later (_tell_later)."""
+        with self.lock:  # the flusher thread sends them too
+            self._flush_finished(tell_later)
+
+    def _flush_finished(self, tell_later: bool) -> None:
         if not self.finished or self.closed:
             if not tell_later:
                 self._send_told_later()
@@ -155,8 +156,9 @@ class WorkerSide:
         results, bufs, owners = self.finished, self.finished_bufs, self.finished_owners
         self.finished, self.finished_bufs, self.finished_owners = [], [], []
         self._nothing_buffered()
-        # Only to owners whose socket is connected and not full: those sends succeed.
-        reachable = {o: writable(self._owner_socket(o)) for o in set(owners) if o}
+        # Only to owners whose link is open and not backed up: those sends reach
+        # the kernel now. The others hear from the raylet.
+        reachable = {o: self.owner_links.ready(o) for o in set(owners) if o}
         by_owner: dict[str, list[FinishedTask]] = {}
         for result, owner in zip(results, owners, strict=True):
             if reachable.get(owner):
@@ -202,21 +204,6 @@ class WorkerSide:
                     else:
                         locs.append(loc)
             msg = construct(ObjectsReady, kind="ObjectsReady", objects=locs)
-            try:
-                send_frames(self._owner_socket(owner), wire.encode(msg, frames), NOBLOCK)
-            except zmq.Again:  # the owner went away since the poll: nobody waits for these
-                continue
-
-    def _owner_socket(self, owner: str) -> zmq.Socket[Any]:
-        sock = self.owner_socks.get(owner)
-        if sock is None:
-            sock = configure(self.ctx.socket(zmq.PUSH))
-            connect(sock, owner_address(self.session_dir, owner))
-            self.owner_socks[owner] = sock
-            if len(self.owner_socks) > MAX_OWNER_SOCKETS:
-                _, oldest = self.owner_socks.popitem(last=False)
-                oldest.close(0)
-        else:
-            self.owner_socks.move_to_end(owner)
-        return sock
+            # False: the owner went away since the check, and nobody waits for these.
+            self.owner_links.send(owner, wire.encode(msg, frames))
 
