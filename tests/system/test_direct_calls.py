@@ -45,6 +45,13 @@ class Log:
     def read(self) -> list[int]:
         return list(self.entries)
 
+    def add_blob(self, value: int, blob: bytes, progress: str) -> int:
+        self.entries.append(value)
+        with open(progress + ".tmp", "w") as f:
+            f.write(f"{len(self.entries)} {len(blob)}")
+        os.replace(progress + ".tmp", progress)
+        return len(self.entries)
+
     def pid(self) -> int:
         return os.getpid()
 
@@ -82,6 +89,27 @@ def test_calls_go_direct_after_the_first_and_keep_their_order(actors: list[Any])
     refs = [log.add.remote(i) for i in range(1, 300)]
     assert zray.get(refs, timeout=60) == list(range(2, 301))
     assert zray.get(log.read.remote(), timeout=30) == list(range(300))
+
+
+def test_calls_the_link_cannot_take_at_once_reach_the_actor_while_the_driver_computes(
+        actors: list[Any], tmp_path: Path) -> None:
+    log = Log.remote()
+    actors.append(log)
+    zray.get(log.add.remote(0), timeout=30)
+    poll_for(lambda: routed(log), 10, what="the raylet to say where the actor is")
+    progress = str(tmp_path / "progress")
+    blob = b"b" * 90_000  # inline: 300 of them are far more than the socket buffers hold
+    refs = [log.add_blob.remote(i, blob, progress) for i in range(1, 301)]
+    assert api._client().direct_links.backed_up, "the calls all fit: nothing waited to be sent"
+
+    def delivered() -> bool:  # the driver makes no zray call meanwhile: its flusher sends
+        with contextlib.suppress(FileNotFoundError):
+            return open(progress).read() == f"301 {len(blob)}"
+        return False
+
+    poll_for(delivered, 60, what="the actor to receive all 300 calls")
+    assert zray.get(refs, timeout=30) == list(range(2, 302))
+    assert zray.get(log.read.remote(), timeout=30) == list(range(301))
 
 
 def test_by_reference_arguments_between_direct_calls_keep_the_order(actors: list[Any]) -> None:

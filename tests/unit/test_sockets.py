@@ -7,7 +7,7 @@ import tempfile
 
 import zmq
 
-from zray.common.sockets import IPC_RECONNECT_MS, connect
+from zray.common.sockets import IPC_RECONNECT_MAX_MS, IPC_RECONNECT_MS, connect
 
 
 def test_an_ipc_connect_retries_soon_while_its_peer_has_not_bound_yet() -> None:
@@ -20,7 +20,7 @@ def test_an_ipc_connect_retries_soon_while_its_peer_has_not_bound_yet() -> None:
         server.setsockopt(zmq.LINGER, 0)
         connect(client, f"ipc://{path}")  # nothing listens there yet
         assert client.getsockopt(zmq.RECONNECT_IVL) == IPC_RECONNECT_MS
-        assert client.getsockopt(zmq.RECONNECT_IVL_MAX) == 1000
+        assert client.getsockopt(zmq.RECONNECT_IVL_MAX) == IPC_RECONNECT_MAX_MS
         client.send(b"queued before the peer bound")
         server.bind(f"ipc://{path}")
         assert server.poll(10_000), "the message queued before the bind arrives"

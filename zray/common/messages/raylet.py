@@ -279,8 +279,3 @@ def split_frames(frames: list[Any], counts: list[int]) -> list[list[Any]]:
         out.append(frames[pos:pos + n])
         pos += n
     return out
-
-
-def owner_address(session_dir: str, worker_id_hex: str) -> str:
-    """Where a driver or worker receives the results of the tasks it owns."""
-    return f"ipc://{session_dir}/sockets/owner-{worker_id_hex[:16]}"
