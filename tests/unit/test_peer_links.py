@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import zmq
 
+from zray.client import peer_links
 from zray.client.peer_links import (
     PeerInbox,
     PeerOutlets,
@@ -35,15 +36,26 @@ class Side:
         self.poller = zmq.Poller()
         self.inbox = PeerInbox(peer_path(str(session), PEER), self.poller)
 
-    def read(self, want: int, timeout_ms: int = 5000) -> list[list[bytes]]:
+    def read(self, want: int, sender: PeerOutlets | None = None,
+             timeout_ms: int = 5000) -> list[list[bytes]]:
+        """`want` messages; `sender`'s backlog is written as the reads make room."""
         got: list[list[bytes]] = []
         while len(got) < want:
+            if sender is not None:
+                sender.flush()
             events = self.poller.poll(timeout_ms)
             assert events, f"only {len(got)} of {want} messages arrived"
             for fd, _ in events:
                 if self.inbox.owns(fd):
                     got.extend(self.inbox.receive(fd))
         return got
+
+
+@pytest.fixture(autouse=True, params=["small", "asked"])
+def send_buffer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test with a small send buffer (a host's default cap) and with what zray asks for."""
+    if request.param == "small":
+        monkeypatch.setattr(peer_links, "SEND_BUFFER", 32 * 1024)
 
 
 @pytest.fixture
@@ -80,7 +92,7 @@ def test_messages_arrive_in_order_on_one_link(side: Side, tmp_path: Path) -> Non
     sent = [[b"v", b"k", str(i).encode(), b"p" * (i % 7)] for i in range(500)]
     for frames in sent:
         assert links.send(PEER, frames)
-    assert side.read(500) == sent
+    assert side.read(500, links) == sent
     links.close_all()
 
 
@@ -88,7 +100,7 @@ def test_a_message_of_many_frames_goes_in_one_piece(side: Side, tmp_path: Path) 
     links = outlets(tmp_path)
     frames = [str(i).encode() for i in range(3000)]  # more than one sendmsg takes
     assert links.send(PEER, frames)
-    assert side.read(1) == [frames]
+    assert side.read(1, links) == [frames]
     links.close_all()
 
 
@@ -105,10 +117,7 @@ def test_a_reader_that_falls_behind_loses_nothing(side: Side, tmp_path: Path) ->
         assert links.send(PEER, [i.to_bytes(4, "big"), payload])
     total = count + 50
     assert woke == [1] and not links.ready(PEER) and not links.flush()
-    got: list[list[bytes]] = []
-    while len(got) < total:
-        got.extend(side.read(1))
-        links.flush()
+    got = side.read(total, links)
     assert [int.from_bytes(f[0], "big") for f in got] == list(range(total))
     assert all(f[1] == payload for f in got)
     assert links.flush() and links.ready(PEER)
@@ -178,4 +187,13 @@ def test_a_peer_that_sends_garbage_is_dropped_and_others_go_on(
     assert links.send(PEER, [b"still"])
     assert side.read(1) == [[b"still"]]
     rogue.close()
+    links.close_all()
+
+
+def test_a_record_longer_than_one_read_is_put_together(side: Side, tmp_path: Path) -> None:
+    links = outlets(tmp_path)
+    big = os.urandom(3 << 20)  # a dozen reads
+    for i in range(3):
+        assert links.send(PEER, [b"k", i.to_bytes(1, "big"), big])
+    assert side.read(3, links) == [[b"k", bytes([i]), big] for i in range(3)]
     links.close_all()

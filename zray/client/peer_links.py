@@ -221,21 +221,22 @@ class PeerInbox:
         if n == 0:
             self._drop(fd)
             return []
-        if reader.partial:
-            reader.partial += memoryview(self._chunk)[:n]
-            data = memoryview(reader.partial)
-        else:
-            data = memoryview(self._chunk)[:n]
+        partial = reader.partial
+        if partial:  # a record begun in an earlier read
+            partial += memoryview(self._chunk)[:n]
+        data = memoryview(partial) if partial else memoryview(self._chunk)[:n]
         try:
             records, used = decode_records(data)
         except ProtocolError as exc:
             log.warning("dropping a peer link of %s: %s", self.path, exc)
-            data.release()
             self._drop(fd)
             return []
-        rest = bytes(data[used:])
-        data.release()
-        reader.partial = bytearray(rest)
+        finally:
+            data.release()
+        if partial:
+            del partial[:used]  # no copy of a long record's rest on every read
+        elif used < n:
+            reader.partial = bytearray(memoryview(self._chunk)[used:n])
         return records
 
     def _accept(self) -> None:
