@@ -81,11 +81,17 @@ def routed(actor: Any) -> bool:
     return actor.actor_id in api._client().actor_routes
 
 
-def test_calls_go_direct_after_the_first_and_keep_their_order(actors: list[Any]) -> None:
+def routed_log(actors: list[Any]) -> Any:
+    """A new Log that has run one call (entries [0]), which this driver now calls directly."""
     log = Log.remote()
     actors.append(log)
     assert zray.get(log.add.remote(0), timeout=30) == 1
     poll_for(lambda: routed(log), 10, what="the raylet to say where the actor is")
+    return log
+
+
+def test_calls_go_direct_after_the_first_and_keep_their_order(actors: list[Any]) -> None:
+    log = routed_log(actors)
     refs = [log.add.remote(i) for i in range(1, 300)]
     assert zray.get(refs, timeout=60) == list(range(2, 301))
     assert zray.get(log.read.remote(), timeout=30) == list(range(300))
@@ -93,10 +99,7 @@ def test_calls_go_direct_after_the_first_and_keep_their_order(actors: list[Any])
 
 def test_calls_the_link_cannot_take_at_once_reach_the_actor_while_the_driver_computes(
         actors: list[Any], tmp_path: Path) -> None:
-    log = Log.remote()
-    actors.append(log)
-    zray.get(log.add.remote(0), timeout=30)
-    poll_for(lambda: routed(log), 10, what="the raylet to say where the actor is")
+    log = routed_log(actors)
     progress = str(tmp_path / "progress")
     blob = b"b" * 90_000  # inline: 300 of them are far more than the socket buffers hold
     refs = [log.add_blob.remote(i, blob, progress) for i in range(1, 301)]
@@ -113,10 +116,7 @@ def test_calls_the_link_cannot_take_at_once_reach_the_actor_while_the_driver_com
 
 
 def test_by_reference_arguments_between_direct_calls_keep_the_order(actors: list[Any]) -> None:
-    log = Log.remote()
-    actors.append(log)
-    zray.get(log.add.remote(0), timeout=30)
-    poll_for(lambda: routed(log), 10, what="the raylet to say where the actor is")
+    log = routed_log(actors)
     refs = []
     for i in range(1, 61):
         # Every third call takes a ref: it goes through the raylet, the next ones wait for it.
@@ -127,10 +127,7 @@ def test_by_reference_arguments_between_direct_calls_keep_the_order(actors: list
 
 
 def test_errors_of_direct_calls_keep_their_type(actors: list[Any]) -> None:
-    log = Log.remote()
-    actors.append(log)
-    zray.get(log.add.remote(0), timeout=30)
-    poll_for(lambda: routed(log), 10, what="the raylet to say where the actor is")
+    log = routed_log(actors)
     with pytest.raises(KeyError, match="missing-key"):
         zray.get(log.fail.remote("missing-key"), timeout=30)
     assert zray.get(log.add.remote(1), timeout=30) == 2
@@ -152,10 +149,7 @@ def test_direct_call_that_kills_the_worker_is_retried_on_the_restart(
 
 
 def test_direct_call_on_a_dying_actor_raises_actor_died(actors: list[Any], tmp_path: Path) -> None:
-    log = Log.remote()
-    actors.append(log)
-    zray.get(log.add.remote(0), timeout=30)
-    poll_for(lambda: routed(log), 10, what="the raylet to say where the actor is")
+    log = routed_log(actors)
     with pytest.raises(zray.ActorDiedError, match="exited with code 3"):
         zray.get(log.crash_once.remote(str(tmp_path / "crashed")), timeout=60)
     with pytest.raises(zray.ActorDiedError):
@@ -181,10 +175,7 @@ def test_answered_direct_calls_are_not_run_again_when_the_worker_dies_soon_after
 
 def test_cancel_a_direct_call_queued_behind_a_running_one(
         actors: list[Any], tmp_path: Path) -> None:
-    log = Log.remote()
-    actors.append(log)
-    zray.get(log.add.remote(0), timeout=30)
-    poll_for(lambda: routed(log), 10, what="the raylet to say where the actor is")
+    log = routed_log(actors)
     release, started = str(tmp_path / "release"), str(tmp_path / "started")
     running = log.wait_for.remote(release, started)
     queued = log.add.remote(1)
@@ -200,10 +191,7 @@ def test_cancel_a_direct_call_queued_behind_a_running_one(
 def test_direct_calls_show_in_task_states(actors: list[Any]) -> None:
     from zray.util.state import list_tasks
 
-    log = Log.remote()
-    actors.append(log)
-    zray.get(log.add.remote(0), timeout=30)
-    poll_for(lambda: routed(log), 10, what="the raylet to say where the actor is")
+    log = routed_log(actors)
     zray.get([log.read.remote() for _ in range(3)], timeout=30)
 
     def finished_reads() -> bool:
