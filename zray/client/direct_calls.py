@@ -4,9 +4,10 @@ The raylet tells a caller where an actor's worker is (ActorMoved) once it has
 dispatched one of the caller's calls to the live actor. From then on a call
 whose arguments are all inline goes to that worker's inbox directly (a peer
 link, see peer_links.py); the worker sends the result straight back, so the
-call costs two hops and no raylet wake-up. The caller reports the calls it sent this way to the raylet
-in batches, soon after and off the call's path (DirectCallsSent); the raylet
-tracks them for failures, retries, cancellation and task states.
+call costs two hops and no raylet wake-up. The caller reports the calls it
+sent this way to the raylet in batches, soon after and off the call's path
+(DirectCallsSent); the raylet tracks them for failures, retries,
+cancellation and task states.
 
 Order per caller holds: a call goes direct only while none of this caller's
 calls to the actor that went through the raylet is outstanding, and direct

@@ -90,7 +90,6 @@ class PeerOutlet:
     """A connection to one peer's inbox; `alive` is False once it failed."""
 
     def __init__(self, path: str) -> None:
-        self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.fd = self.sock.fileno()
         self._backlog: deque[memoryview] = deque()
@@ -320,9 +319,6 @@ class PeerOutlets:
             if self.on_backed_up is not None:
                 self.on_backed_up()
         return True
-
-    def owns(self, fd: Any) -> bool:
-        return fd in self.backed_up
 
     def flush(self) -> bool:
         """Write what waits on backed-up links; True once none is."""

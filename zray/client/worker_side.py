@@ -39,6 +39,7 @@ class WorkerSide:
     finished_owners: list[str]
     owner_first: dict[str, bool]
     owner_links: PeerOutlets  # to the owners of the tasks this worker runs
+    calls_retried: bool
 
     def _flush_submits(self) -> None:
         raise NotImplementedError
@@ -173,9 +174,13 @@ class WorkerSide:
         # ignore a later answer), and plain tasks whose results nest no refs
         # (a release of an unsealed result waits for its seal; a cancel of a
         # task whose result its owner has is not sent). Otherwise the raylet
-        # hears first: e.g. an actor call whose caller then kills the actor.
+        # hears first: e.g. an actor call whose caller then kills the actor, or
+        # any call of an actor whose calls are retried (answered over a peer
+        # link, its caller's next call could kill this worker before the
+        # raylet heard, which would then run the answered call again).
         first = self.owner_first
-        owner_first = bool(first) and all(r.task_id in first and not r.contains for r in results)
+        owner_first = bool(first) and not self.calls_retried and \
+            all(r.task_id in first and not r.contains for r in results)
         if owner_first:
             self._deliver_to_owners(by_owner, bufs)
             if tell_later and not self.threaded and all(first[r.task_id] for r in results) \
